@@ -1,0 +1,215 @@
+"""LoRA initialisations in the synthetic model (THEORY §7).
+
+Every init returns ``(LoraParams, dW0)``: the factors, and the change of the frozen weight
+(``None`` when ``W0`` is kept). Inits that offset ``W0`` (PiSSA, OLoRA, LoRA-GA) set
+``dW0 = −s·B₀A₀ᵀ`` so the model's output is unchanged at step 0.
+
+==============  ==========================================================================
+``kaiming``     PEFT's default: ``A ~ U(−1/√n, 1/√n)``, ``B = 0``
+``gaussian``    ``A ~ N(0, std²)`` (``std`` default ``1/√(3n)``, Kaiming's variance), ``B = 0``
+``aligned``     oracle: ``A = c·V_r(M)``, ``B = 0``
+``aligned-sigma``  Σ-aware oracle: ``A = c·orth(Σ^{-1/2} V_r(MΣ^{1/2}))`` (= ``aligned`` if Σ = I)
+``hrp``         preheat-then-SVD (``preheat.py``): ``A = c·V̂_r``, ``B = 0``
+``pissa``       ``B = U_r(W0)S_r^{1/2}/√s``, ``A = V_r(W0)S_r^{1/2}/√s``, ``W0 ← W0 − [W0]_r``
+``olora``       ``W0 = QR``: ``B = Q[:, :r]``, ``A = R[:r]ᵀ``, ``W0 ← W0 − s·BAᵀ``
+``lora-ga``     SVD of the full gradient ``G = −C``: ``A = V_{1:r}``, ``B = U_{r+1:2r}``, both times
+                ``m^{1/4}/√γ`` (γ = 16, LoRA-GA's "stable" scale), ``W0 ← W0 − s·BAᵀ``
+``lora-one``    the best rank-r full-gradient step: ``s·BAᵀ = η·[C]_r`` split evenly,
+                ``B = U_r(ηS_r/s)^{1/2}``, ``A = V_r(ηS_r/s)^{1/2}``, ``W0`` kept (η = main lr)
+==============  ==========================================================================
+
+``c`` is the expected column norm of the random init the direction replaces (``1/√3`` for
+Kaiming). With ``freeze-b`` the direction inits put ``c·U_r`` on ``B`` and start from ``A = 0``.
+The random draws are nested: ``hrp``'s ``A_p`` has the random init's ``A`` as its first r columns,
+so ``p = r`` reproduces the random init's subspace on every path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .lora import LoraParams, direction_side
+from .preheat import preheat_then_svd
+from .problems import Problem
+
+RANDOM_INITS = ("kaiming", "gaussian")
+INITS = ("kaiming", "gaussian", "aligned", "aligned-sigma", "hrp", "pissa", "olora", "lora-ga",
+         "lora-one")
+NEEDS_W0 = ("pissa", "olora")
+LORA_GA_GAMMA = 16.0
+
+
+def check_inits(inits, r: int, k: int) -> tuple[str, ...]:
+    inits = tuple(inits)
+    if not inits:
+        raise ValueError("inits: empty; name at least one of " + ", ".join(INITS))
+    for name in inits:
+        if name not in INITS:
+            raise ValueError(f"inits: unknown init {name!r}; use any of {', '.join(INITS)}")
+    if len(set(inits)) != len(inits):
+        raise ValueError(f"inits: {','.join(inits)} names an init twice; list each once")
+    if "lora-ga" in inits and 2 * r > k:
+        raise ValueError(f"inits: lora-ga uses singular vectors r+1..2r, so 2r = {2 * r} must be "
+                         f"<= min(m, n) = {k}; lower r or drop lora-ga")
+    return inits
+
+
+def random_factor(key: jax.Array, dim: int, cols: int, dist: str, std, dtype) -> jax.Array:
+    """``cols`` random columns of length ``dim``: Kaiming-uniform ``U(−1/√dim, 1/√dim)`` (PEFT's
+    ``kaiming_uniform_(a=√5)``) or Gaussian ``N(0, std²)``."""
+    if dist == "kaiming":
+        bound = 1.0 / jnp.sqrt(jnp.asarray(dim, dtype))
+        return jax.random.uniform(key, (dim, cols), dtype, -bound, bound)
+    return std * jax.random.normal(key, (dim, cols), dtype)
+
+
+def column_norm(dist: str, dim: int, std):
+    """Expected column norm ``√(dim·Var)`` of a random factor (``1/√3`` for Kaiming)."""
+    return jnp.sqrt(1.0 / 3.0) if dist == "kaiming" else std * jnp.sqrt(dim)
+
+
+@dataclasses.dataclass(frozen=True)
+class InitStatic:
+    """Shape- and branch-defining settings of the inits (static under jit)."""
+
+    r: int
+    form: str
+    base: str = "kaiming"
+    p: int = 16
+    preheat_form: str = "classic"
+    preheat_steps: int | str = 20
+    preheat_optimizer: str = "gd"
+
+
+class InitHyper(NamedTuple):
+    """Traced numbers of the inits."""
+
+    s: jax.Array             # main LoRA scale
+    s_p: jax.Array           # preheat LoRA scale
+    std: jax.Array           # Gaussian entry std
+    lr: jax.Array            # main learning rate (LoRA-One's step)
+    lr_p: jax.Array          # preheat learning rate
+    momentum: jax.Array
+    weight_decay: jax.Array
+
+
+class Draws(NamedTuple):
+    """A seed's random factors for each random family: ``A`` (n, max(r, p)), ``B`` (m, r)."""
+
+    A: dict
+    B: dict
+
+
+def draw(key: jax.Array, problem: Problem, st: InitStatic, hy: InitHyper, families) -> Draws:
+    m, n = problem.M.shape
+    dtype = problem.M.dtype
+    cols = max(st.r, st.p)
+    A, B = {}, {}
+    for i, fam in enumerate(sorted(families)):
+        ka, kb = jax.random.split(jax.random.fold_in(key, i))
+        A[fam] = random_factor(ka, n, cols, fam, hy.std, dtype)
+        B[fam] = random_factor(kb, m, st.r, fam, hy.std, dtype)
+    return Draws(A, B)
+
+
+def families_needed(inits, base: str) -> tuple[str, ...]:
+    need = {name for name in inits if name in RANDOM_INITS}
+    if any(name not in RANDOM_INITS for name in inits):
+        need.add(base)
+    return tuple(sorted(need))
+
+
+def _directional(U_dir, V_dir, problem: Problem, st: InitStatic, hy: InitHyper):
+    m, n = problem.M.shape
+    zA, zB = jnp.zeros((n, st.r), U_dir.dtype), jnp.zeros((m, st.r), U_dir.dtype)
+    if direction_side(st.form) == "A":
+        return LoraParams(B=zB, A=column_norm(st.base, n, hy.std) * V_dir), None
+    return LoraParams(B=column_norm(st.base, m, hy.std) * U_dir, A=zA), None
+
+
+def _random(fam):
+    def init(problem, st, hy, draws):
+        m, n = problem.M.shape
+        dtype = problem.M.dtype
+        if direction_side(st.form) == "A":
+            return LoraParams(B=jnp.zeros((m, st.r), dtype), A=draws.A[fam][:, :st.r]), None
+        return LoraParams(B=draws.B[fam], A=jnp.zeros((n, st.r), dtype)), None
+    return init
+
+
+def _aligned(problem, st, hy, draws):
+    t = problem.target
+    return _directional(t.U[:, :st.r], t.V[:, :st.r], problem, st, hy)
+
+
+def _aligned_sigma(problem, st, hy, draws):
+    w = problem.whitened
+    V = w.V[:, :st.r]
+    if problem.sigma_inv_half is not None:
+        V, _ = jnp.linalg.qr(problem.sigma_inv_half @ V)
+    return _directional(w.U[:, :st.r], V, problem, st, hy)
+
+
+def _hrp(problem, st, hy, draws):
+    pre = preheat_then_svd(draws.A[st.base][:, :st.p], problem.objective, hy.s_p, hy.lr_p, r=st.r,
+                           form=st.preheat_form, steps=st.preheat_steps,
+                           optimizer=st.preheat_optimizer, momentum=hy.momentum,
+                           weight_decay=hy.weight_decay)
+    return _directional(pre.U, pre.V, problem, st, hy)
+
+
+def _offset(params: LoraParams, s):
+    return params, -s * params.B @ params.A.T
+
+
+def _pissa(problem, st, hy, draws):
+    U, S, Vt = jnp.linalg.svd(problem.W0, full_matrices=False)
+    root = jnp.sqrt(S[: st.r] / hy.s)
+    return _offset(LoraParams(B=U[:, : st.r] * root, A=Vt[: st.r].T * root), hy.s)
+
+
+def _olora(problem, st, hy, draws):
+    Q, R = jnp.linalg.qr(problem.W0)
+    return _offset(LoraParams(B=Q[:, : st.r], A=R[: st.r].T), hy.s)
+
+
+def _full_gradient_svd(problem: Problem):
+    """SVD of ``C = −∇_W L(W0)``, the negative full fine-tuning gradient at ``W0``."""
+    U, S, Vt = jnp.linalg.svd(problem.objective.C, full_matrices=False)
+    return U, S, Vt.T
+
+
+def _lora_ga(problem, st, hy, draws):
+    U, _, V = _full_gradient_svd(problem)
+    m = problem.M.shape[0]
+    scale = m ** 0.25 / jnp.sqrt(LORA_GA_GAMMA)
+    # G = −C has the same singular vectors as C up to a sign of U, which the offset makes moot.
+    return _offset(LoraParams(B=-U[:, st.r: 2 * st.r] * scale, A=V[:, : st.r] * scale), hy.s)
+
+
+def _lora_one(problem, st, hy, draws):
+    U, S, V = _full_gradient_svd(problem)
+    root = jnp.sqrt(hy.lr * S[: st.r] / hy.s)
+    return LoraParams(B=U[:, : st.r] * root, A=V[:, : st.r] * root), None
+
+
+INIT_FNS: dict[str, Callable] = {
+    "kaiming": _random("kaiming"),
+    "gaussian": _random("gaussian"),
+    "aligned": _aligned,
+    "aligned-sigma": _aligned_sigma,
+    "hrp": _hrp,
+    "pissa": _pissa,
+    "olora": _olora,
+    "lora-ga": _lora_ga,
+    "lora-one": _lora_one,
+}
+
+
+def initialize(name: str, problem: Problem, st: InitStatic, hy: InitHyper, draws: Draws):
+    """``(LoraParams, dW0 | None)`` of init ``name`` for one problem."""
+    return INIT_FNS[name](problem, st, hy, draws)

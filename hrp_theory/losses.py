@@ -1,0 +1,86 @@
+"""Losses and their factored gradients.
+
+Training minimises a quadratic in ``D = s·B Aᵀ``::
+
+    L_train(D) = ½ tr(D Σ Dᵀ) − ⟨D, C⟩ + const,      ∇_D L = D Σ − C.
+
+Population problems have ``Σ`` the input covariance and ``C = M Σ`` (so ``L = ½‖(M − D)Σ^{1/2}‖²``);
+finite-sample problems have ``Σ = XᵀX/N`` and ``C = Yᵀ X/N`` with ``Y`` the residual labels
+``y − W0 x``. The gradients with respect to the factors never form an ``m×n`` temporary::
+
+    ∇_B L = s (s·B (AᵀΣA) − C A),       ∇_A L = s (s·Σ A (BᵀB) − Cᵀ B).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .lora import LoraParams
+
+
+class Objective(NamedTuple):
+    """What a LoRA run is trained on and measured against (a pytree).
+
+    Attributes:
+      C: (m, n) linear term of the training loss (``MΣ`` or ``YᵀX/N``).
+      Sigma: (n, n) training input covariance, or None for ``Σ = I``.
+      Mt: (m, n) whitened population target ``M Σ^{1/2}`` (None when only training is needed).
+      sigma_half: (n, n) ``Σ^{1/2}`` of the population, or None for ``Σ = I``.
+      X: (N, n) training inputs, or None for a population problem.
+      Y: (N, m) residual training labels ``y − W0 x``, or None.
+    """
+
+    C: jax.Array
+    Sigma: jax.Array | None = None
+    Mt: jax.Array | None = None
+    sigma_half: jax.Array | None = None
+    X: jax.Array | None = None
+    Y: jax.Array | None = None
+
+
+def _times_sigma(Z: jax.Array, Sigma: jax.Array | None) -> jax.Array:
+    return Z if Sigma is None else Sigma @ Z
+
+
+def factor_grads(params: LoraParams, obj: Objective, s, train_B: bool = True,
+                 train_A: bool = True) -> LoraParams:
+    """Exact gradients of the training loss with respect to ``B`` and ``A`` (zeros if frozen)."""
+    B, A = params
+    zeros = jnp.zeros_like
+    gB = gA = None
+    if train_B:
+        SA = _times_sigma(A, obj.Sigma)
+        gB = s * (s * B @ (A.T @ SA) - obj.C @ A)
+    if train_A:
+        gA = s * (s * _times_sigma(A, obj.Sigma) @ (B.T @ B) - obj.C.T @ B)
+    return LoraParams(B=zeros(B) if gB is None else gB, A=zeros(A) if gA is None else gA)
+
+
+def population_loss(params: LoraParams, obj: Objective, s) -> jax.Array:
+    """``½‖(M − s·B Aᵀ) Σ^{1/2}‖²_F`` computed from the residual (no cancellation)."""
+    B, A = params
+    At = A if obj.sigma_half is None else obj.sigma_half @ A
+    return 0.5 * jnp.sum((obj.Mt - s * B @ At.T) ** 2)
+
+
+def train_loss(params: LoraParams, obj: Objective, s) -> jax.Array:
+    """Empirical loss ``(1/2N)‖s·X A Bᵀ − Y‖²`` of a finite-sample problem."""
+    B, A = params
+    N = obj.X.shape[0]
+    return 0.5 * jnp.sum((s * (obj.X @ A) @ B.T - obj.Y) ** 2) / N
+
+
+def shift_target(obj: Objective, dW0: jax.Array) -> Objective:
+    """The objective after the frozen weight moves by ``dW0`` (``W0 ← W0 + dW0``).
+
+    PiSSA, OLoRA and LoRA-GA subtract their initial product from ``W0`` so the model is
+    unchanged at step 0; the adapter then fits ``M − dW0``.
+    """
+    C = obj.C - (dW0 if obj.Sigma is None else dW0 @ obj.Sigma)
+    Mt = None if obj.Mt is None else obj.Mt - (dW0 if obj.sigma_half is None
+                                               else dW0 @ obj.sigma_half)
+    Y = None if obj.Y is None else obj.Y - obj.X @ dW0.T
+    return obj._replace(C=C, Mt=Mt, Y=Y)

@@ -1,0 +1,256 @@
+"""Monte Carlo over seeds: every init on the same problem per seed (paired), jitted and chunked.
+
+Seed ``i`` uses ``fold_in(root, i)``, so its result does not depend on how many seeds run, on the
+chunk size or on jit. Seeds run in chunks of ``chunk_size`` (one jitted call each, a tqdm bar over
+chunks); inside a chunk ``lax.map(batch_size=…)`` vmaps ``batch_size`` seeds at a time. Shape- and
+branch-defining settings are static; every float (learning rates, scales, spectra) is traced, so
+a sweep over them compiles once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .dynamics import TrainSpec, check_optimizer, make_optimizer, train
+from .inits import (NEEDS_W0, RANDOM_INITS, InitHyper, InitStatic, check_inits, draw,
+                    families_needed, initialize)
+from .lora import LoraSpec
+from .losses import population_loss, shift_target
+from .metrics import direction_metrics
+from .preheat import check_preheat
+from .problems import ProblemArrays, ProblemSpec, build_problem, optimal_loss, problem_arrays
+
+#: Number of times the chunk function was traced (a test counts compilations with it).
+TRACE_COUNT = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class HrpSpec:
+    """HRP's preheat. ``rank`` p defaults to ``min(4r, min(m, n))``; ``optimizer`` and ``lr``
+    default to the main run's; ``steps`` is ``T_p`` or ``"converged"`` (freeze-a only)."""
+
+    rank: int | None = None
+    steps: int | str = 20
+    form: str = "classic"
+    optimizer: str | None = None
+    lr: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one ``compare`` run needs. Validated on construction (``ValueError``).
+
+    Attributes:
+      problem, lora, train, hrp: the parts (see their classes).
+      inits: names from ``inits.INITS``.
+      base: random family HRP's ``A_p`` and the direction scale ``c`` come from.
+      init_std: Gaussian entry std (default ``1/√(3n)``, Kaiming-uniform's).
+      seeds, seed: number of seeds and the root seed.
+      chunk_size: seeds per jitted call (default: ≤ 64, evenly split).
+      batch_size: seeds vmapped together inside a chunk (default 1 on CPU, the chunk on GPU).
+      eps: excess-loss level for the time-to-ε metric.
+    """
+
+    problem: ProblemSpec = ProblemSpec()
+    lora: LoraSpec = LoraSpec()
+    train: TrainSpec = TrainSpec()
+    hrp: HrpSpec = HrpSpec()
+    inits: tuple[str, ...] = ("kaiming", "aligned", "hrp")
+    base: str = "kaiming"
+    init_std: float | None = None
+    seeds: int = 100
+    seed: int = 0
+    chunk_size: int | None = None
+    batch_size: int | None = None
+    eps: float = 1e-3
+
+    def __post_init__(self):
+        k, r = self.problem.k, self.lora.r
+        if r > k:
+            raise ValueError(f"r: {r} exceeds min(m, n) = {k}; choose r <= {k}")
+        object.__setattr__(self, "inits", check_inits(self.inits, r, k))
+        if self.base not in RANDOM_INITS:
+            raise ValueError(f"base: {self.base!r}; use one of {', '.join(RANDOM_INITS)}")
+        if "hrp" in self.inits:
+            check_preheat(self.preheat_rank, r, self.hrp.form, self.hrp.steps, k)
+            if self.hrp.optimizer is not None:
+                check_optimizer(self.hrp.optimizer, "preheat_optimizer")
+            if self.hrp.lr is not None and not (math.isfinite(self.hrp.lr) and self.hrp.lr > 0):
+                raise ValueError(f"preheat_lr: {self.hrp.lr} must be a positive number")
+        if self.init_std is not None and not (math.isfinite(self.init_std) and self.init_std > 0):
+            raise ValueError(f"init_std: {self.init_std} must be a positive number")
+        for f in ("seeds", "chunk_size", "batch_size"):
+            v = getattr(self, f)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{f}: {v!r} must be a positive integer")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed: {self.seed!r} must be a non-negative integer")
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"eps: {self.eps} must be a positive number")
+
+    @property
+    def preheat_rank(self) -> int:
+        return self.hrp.rank if self.hrp.rank is not None else min(4 * self.lora.r, self.problem.k)
+
+    @property
+    def chunk(self) -> int:
+        if self.chunk_size is not None:
+            return min(self.chunk_size, self.seeds)
+        n_chunks = -(-self.seeds // 64)
+        return -(-self.seeds // n_chunks)
+
+    @property
+    def vmap_batch(self) -> int:
+        if self.batch_size is not None:
+            return min(self.batch_size, self.chunk)
+        return 1 if jax.default_backend() == "cpu" else self.chunk
+
+    @property
+    def same_total_step(self) -> int | None:
+        """Main-run step at which HRP has spent the same total budget (preheat counted)."""
+        if "hrp" not in self.inits or self.hrp.steps == "converged":
+            return None
+        return max(self.train.steps - self.hrp.steps, 0)
+
+    def steps_axis(self) -> np.ndarray:
+        every = self.train.every
+        return np.arange(0, self.train.steps + 1, every)
+
+
+class Hyper(NamedTuple):
+    """The traced numbers of a config."""
+
+    arrays: ProblemArrays
+    init: InitHyper
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """The static (compile-defining) part of a config: its floats are neutralised."""
+
+    config: ExperimentConfig
+
+
+def split_config(config: ExperimentConfig) -> tuple[_Static, Hyper]:
+    """Static part (hashable, floats neutralised) and traced numbers of a config."""
+    dtype = jnp.result_type(float)
+    lr = config.train.learning_rate
+    lr_p = config.hrp.lr if config.hrp.lr is not None else lr
+    n = config.problem.n
+    std = config.init_std if config.init_std is not None else 1.0 / math.sqrt(3 * n)
+    f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
+    hyper = Hyper(
+        arrays=problem_arrays(config.problem, dtype),
+        init=InitHyper(s=f(config.lora.scale()), s_p=f(config.lora.scale(config.preheat_rank)),
+                       std=f(std), lr=f(lr), lr_p=f(lr_p), momentum=f(config.train.momentum),
+                       weight_decay=f(config.train.weight_decay)))
+    p = config.problem
+    sig = "identity" if p.whitened else "power:0:" + p.sigma.partition(":")[2].partition(":")[2]
+    neutral = dataclasses.replace(
+        config, seeds=1, seed=0, init_std=None, eps=1.0, chunk_size=None, batch_size=None,
+        problem=dataclasses.replace(p, spectrum="flat", rank=None, scale=1.0,
+                                    w0_spectrum="flat", w0_scale=1.0, w0_align=0.0, noise=0.0,
+                                    sigma=sig.rstrip(":")),
+        lora=dataclasses.replace(config.lora, alpha=None),
+        train=dataclasses.replace(config.train, lr=1.0, momentum=0.0, weight_decay=0.0),
+        hrp=dataclasses.replace(config.hrp, rank=config.preheat_rank, lr=None,
+                                optimizer=config.hrp.optimizer or config.train.optimizer))
+    return _Static(neutral), hyper
+
+
+def simulate_seed(key: jax.Array, static: _Static, hyper: Hyper) -> dict:
+    """All inits of one seed on the same problem. Returns ``{name: {metric: array}}`` plus
+    ``optimal_loss``."""
+    cfg = static.config
+    r, form = cfg.lora.r, cfg.lora.form
+    hy = hyper.init
+    k_problem, k_init = jax.random.split(key)
+    problem = build_problem(k_problem, cfg.problem, hyper.arrays,
+                            with_w0=any(i in NEEDS_W0 for i in cfg.inits))
+    L_opt = optimal_loss(problem, r)
+    st = InitStatic(r=r, form=form, base=cfg.base, p=cfg.preheat_rank, preheat_form=cfg.hrp.form,
+                    preheat_steps=cfg.hrp.steps, preheat_optimizer=cfg.hrp.optimizer)
+    draws = draw(k_init, problem, st, hy, families_needed(cfg.inits, cfg.base))
+    opt = make_optimizer(cfg.train.optimizer, hy.lr, hy.momentum, hy.weight_decay)
+    out = {"optimal_loss": L_opt}
+    for name in cfg.inits:
+        params, dW0 = initialize(name, problem, st, hy, draws)
+        obj = problem.objective if dW0 is None else shift_target(problem.objective, dW0)
+        snap = cfg.same_total_step if name == "hrp" else None
+        res = train(params, obj, hy.s, form=form, opt=opt, steps=cfg.train.steps,
+                    record_every=cfg.train.every, snapshot_step=snap)
+        start = direction_metrics(params, problem, r, form)
+        end = direction_metrics(res.params, problem, r, form)
+        final = res.curves["loss"][-1]
+        rec = {"loss_curve": res.curves["loss"], "final_loss": final, "excess_loss": final - L_opt,
+               "angles_init_deg": start["angles_deg"], "angles_final_deg": end["angles_deg"],
+               "captured_energy_init": start["captured_energy"],
+               "captured_energy_final": end["captured_energy"]}
+        if "train_loss" in res.curves:
+            rec["train_loss_curve"] = res.curves["train_loss"]
+        if snap is not None:
+            same = population_loss(res.snapshot, obj, hy.s)
+            rec["final_loss_same_total"] = same
+            rec["excess_loss_same_total"] = same - L_opt
+        out[name] = rec
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def chunk_runner(static: _Static, chunk: int, batch: int):
+    """The jitted function running seeds ``start … start+chunk−1`` (compiled once per spec)."""
+
+    def run(root: jax.Array, start: jax.Array, hyper: Hyper):
+        global TRACE_COUNT
+        TRACE_COUNT += 1
+        keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(start + jnp.arange(chunk))
+        return jax.lax.map(lambda k: simulate_seed(k, static, hyper), keys, batch_size=batch)
+
+    return jax.jit(run)
+
+
+@dataclasses.dataclass
+class ExperimentResult:
+    """Per-seed results on the host: ``per_seed[name][metric]`` is an array ``(seeds, …)``."""
+
+    config: ExperimentConfig
+    per_seed: dict
+    optimal_loss: np.ndarray
+    n_done: int
+    interrupted: bool = False
+
+
+def run_experiment(config: ExperimentConfig, progress: bool = True) -> ExperimentResult:
+    """Run every seed of ``config``; an interrupt (Ctrl-C) keeps the chunks already finished."""
+    from tqdm.auto import tqdm
+
+    static, hyper = split_config(config)
+    chunk = config.chunk
+    fn = chunk_runner(static, chunk, config.vmap_batch)
+    root = jax.random.key(config.seed)
+    parts, done, interrupted = [], 0, False
+    bar = tqdm(total=config.seeds, unit="seed", disable=not progress, desc="seeds")
+    try:
+        while done < config.seeds:
+            out = jax.device_get(fn(root, jnp.asarray(done, jnp.int32), hyper))
+            take = min(chunk, config.seeds - done)
+            parts.append(jax.tree.map(lambda a: np.asarray(a)[:take], out))
+            done += take
+            bar.update(take)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    if not parts:
+        raise KeyboardInterrupt("interrupted before the first chunk of seeds finished")
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+    opt = merged.pop("optimal_loss")
+    return ExperimentResult(config=config, per_seed=merged, optimal_loss=opt, n_done=done,
+                            interrupted=interrupted)

@@ -1,0 +1,106 @@
+"""THE preheat-then-SVD routine of HRP, shared by synthetic problems and real layers.
+
+1. Preheat: a rank-``p`` LoRA from ``B_p = 0`` and a random ``A_p`` is trained for ``T_p`` steps
+   (``classic`` or ``freeze-a``; any optimizer), or, for ``freeze-a``, taken to its exact limit
+   ``B_p = C A_p (A_pᵀ Σ A_p)^{-1} / s`` (``steps="converged"``).
+2. The top-r singular triplets of ``B_p A_pᵀ`` are read off without forming the ``m×n`` product:
+   ``B_p = Q_B R_B``, ``A_p = Q_A R_A`` (thin QR) and ``R_B R_Aᵀ = W_L Ŝ W_Rᵀ`` (a ``p×p`` SVD),
+   so ``Û_r = Q_B W_L[:, :r]`` and ``V̂_r = Q_A W_R[:, :r]``. Cost ``O((m+n)p² + p³)``.
+
+The main run then starts from ``A = c·V̂_r, B = 0`` (``inits.hrp``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .dynamics import make_optimizer, train
+from .lora import LoraParams
+from .losses import Objective
+
+PREHEAT_FORMS = ("classic", "freeze-a")
+
+
+def check_preheat(p: int, r: int, form: str, steps, k: int) -> None:
+    """Validate a preheat: ``r ≤ p ≤ min(m, n)``, a known form, ``steps`` ≥ 1 or 'converged'."""
+    if not (r <= p <= k):
+        raise ValueError(f"preheat_rank: p = {p} must satisfy r = {r} <= p <= min(m, n) = {k}")
+    if form not in PREHEAT_FORMS:
+        raise ValueError(f"preheat: unknown form {form!r}; use one of {', '.join(PREHEAT_FORMS)}")
+    if steps == "converged":
+        if form != "freeze-a":
+            raise ValueError("preheat_steps: 'converged' has a closed form only for the freeze-a "
+                             "preheat; add --preheat freeze-a or give a number of steps")
+    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"preheat_steps: {steps!r} must be a positive integer or 'converged'")
+
+
+def canonical_signs(U: jax.Array, V: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Flip singular-vector pairs so the largest-magnitude entry of each ``V`` column is > 0."""
+    idx = jnp.argmax(jnp.abs(V), axis=0)
+    sign = jnp.sign(V[idx, jnp.arange(V.shape[1])])
+    sign = jnp.where(sign == 0, 1.0, sign).astype(V.dtype)
+    return U * sign, V * sign
+
+
+def thin_svd_of_product(B: jax.Array, A: jax.Array, r: int):
+    """Top-r SVD of ``B Aᵀ`` from its factors, never forming the ``m×n`` product.
+
+    Args:
+      B: (m, p); A: (n, p); r ≤ p.
+
+    Returns:
+      ``(U_r (m, r), S_r (r,), V_r (n, r))`` with canonical signs.
+    """
+    Q_B, R_B = jnp.linalg.qr(B)
+    Q_A, R_A = jnp.linalg.qr(A)
+    W_L, S, W_Rt = jnp.linalg.svd(R_B @ R_A.T)
+    U, V = canonical_signs(Q_B @ W_L[:, :r], Q_A @ W_Rt[:r].T)
+    return U, S[:r], V
+
+
+class Preheated(NamedTuple):
+    """Result of a preheat: top-r triplets of ``s_p·B_p A_pᵀ`` and the preheated factors."""
+
+    U: jax.Array
+    S: jax.Array
+    V: jax.Array
+    params: LoraParams
+
+
+def converged_freeze_a(A_p: jax.Array, obj: Objective, s) -> jax.Array:
+    """Exact limit of the freeze-A flow/GD: ``B_∞ = C A_p (A_pᵀ Σ A_p)^{-1} / s`` (THEORY §3.1)."""
+    SA = A_p if obj.Sigma is None else obj.Sigma @ A_p
+    G = A_p.T @ SA
+    return jnp.linalg.solve(G, (obj.C @ A_p).T).T / s
+
+
+@functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer"))
+def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str = "classic",
+                     steps: int | str = 20, optimizer: str = "gd", momentum=0.0,
+                     weight_decay=0.0) -> Preheated:
+    """Preheat a rank-p LoRA from ``(B_p = 0, A_p)`` on ``obj``, then take the top-r SVD.
+
+    Args:
+      A_p: (n, p) random input-side factor (p = its number of columns).
+      obj: the objective; only ``C`` and ``Sigma`` are used.
+      s: the preheat LoRA scale; lr: its learning rate (both may be traced).
+      r: number of singular triplets to return (static).
+      form: ``classic`` or ``freeze-a`` (static).
+      steps: preheat length ``T_p`` (static int), or ``"converged"`` (freeze-a only).
+      optimizer: ``gd``, ``sgd``, ``adam`` or ``adamw`` (static).
+    """
+    check_preheat(A_p.shape[1], r, form, steps, min(obj.C.shape))
+    obj = Objective(C=obj.C, Sigma=obj.Sigma)
+    B0 = jnp.zeros((obj.C.shape[0], A_p.shape[1]), A_p.dtype)
+    if steps == "converged":
+        params = LoraParams(B=converged_freeze_a(A_p, obj, s), A=A_p)
+    else:
+        opt = make_optimizer(optimizer, lr, momentum, weight_decay)
+        params = train(LoraParams(B0, A_p), obj, s, form=form, opt=opt, steps=steps).params
+    U, S, V = thin_svd_of_product(params.B, params.A, r)
+    return Preheated(U=U, S=s * S, V=V, params=params)

@@ -1,0 +1,130 @@
+"""Turn per-seed results into the JSON summary, a terminal table and saved artefacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .inits import RANDOM_INITS
+from .metrics import time_to_excess
+from .montecarlo import ExperimentResult
+from .results import provenance, write_json, write_npz
+from .stats import curve_band, paired_difference, summarize
+
+
+def reference_init(inits) -> str:
+    """The init paired differences are taken against: the first random one, else the first."""
+    return next((i for i in inits if i in RANDOM_INITS), inits[0])
+
+
+def _finite_mean(x) -> list:
+    """Mean over seeds of the rows that are finite (NaN where none is)."""
+    x = np.asarray(x, float)
+    ok = np.all(np.isfinite(x), axis=1)
+    return (x[ok].mean(axis=0) if ok.any() else np.full(x.shape[1], np.nan)).tolist()
+
+
+def summarize_experiment(res: ExperimentResult) -> dict:
+    """The JSON contract of ``hrp-sim compare``.
+
+    ``{config, provenance, seeds_done, interrupted, optimal_loss, steps, reference,
+    inits: {name: {final_loss, excess_loss, n_diverged, curve, …}}}``; statistics are
+    ``{mean, se, median, q05, q95, ci95, n, n_nonfinite}``. Loss means
+    ``½‖(M − s·BAᵀ)Σ^{1/2}‖²_F``.
+    """
+    cfg = res.config
+    steps = cfg.steps_axis()
+    ref = reference_init(cfg.inits)
+    opt = res.optimal_loss
+    inits = {}
+    for name in cfg.inits:
+        d = res.per_seed[name]
+        final = d["final_loss"]
+        curve = d["loss_curve"]
+        excess_curve = curve - opt[:, None]
+        ttx = time_to_excess(excess_curve, steps, cfg.eps)
+        entry = {
+            "final_loss": summarize(final),
+            "excess_loss": summarize(d["excess_loss"]),
+            "n_diverged": int((~np.all(np.isfinite(curve), axis=1)).sum()),
+            "curve": {"steps": steps.tolist(), **curve_band(curve)},
+            "excess_curve": {"steps": steps.tolist(), **curve_band(excess_curve)},
+            "captured_energy_init": summarize(d["captured_energy_init"]),
+            "captured_energy_final": summarize(d["captured_energy_final"]),
+            "angles_init_deg": _finite_mean(d["angles_init_deg"]),
+            "angles_final_deg": _finite_mean(d["angles_final_deg"]),
+            "time_to_eps": {"eps": cfg.eps, "fraction_reached": float(np.isfinite(ttx).mean()),
+                            "median_steps": float(np.median(ttx))},
+        }
+        if "train_loss_curve" in d:
+            entry["train_curve"] = {"steps": steps.tolist(), **curve_band(d["train_loss_curve"])}
+        if "final_loss_same_total" in d:
+            entry["same_total_budget"] = {
+                "main_steps": cfg.same_total_step, "preheat_steps": cfg.hrp.steps,
+                "final_loss": summarize(d["final_loss_same_total"]),
+                "excess_loss": summarize(d["excess_loss_same_total"])}
+        if name != ref:
+            entry["paired_vs_" + ref] = {
+                "excess_loss_difference": paired_difference(d["excess_loss"],
+                                                            res.per_seed[ref]["excess_loss"])}
+        inits[name] = entry
+    return {"config": cfg, "provenance": provenance(), "seeds_done": res.n_done,
+            "interrupted": res.interrupted, "optimal_loss": summarize(opt),
+            "preheat_rank": cfg.preheat_rank if "hrp" in cfg.inits else None,
+            "steps": steps.tolist(), "reference": ref, "inits": inits}
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.4g}"
+
+
+def table(summary: dict) -> str:
+    """A plain-text table: final and excess loss with 95 % CIs, paired difference, diverged."""
+    ref = summary["reference"]
+    head = (f"{'init':<14}{'final loss':>12}{'excess loss (95% CI)':>34}{'median':>11}"
+            f"{'Δ vs ' + ref + ' (95% CI)':>34}{'energy@init':>13}{'diverged':>10}")
+    lines = [head, "-" * len(head)]
+    for name, e in summary["inits"].items():
+        ex = e["excess_loss"]
+        ci = f"{_fmt(ex['mean'])} [{_fmt(ex['ci95'][0])}, {_fmt(ex['ci95'][1])}]"
+        diff = e.get("paired_vs_" + ref, {}).get("excess_loss_difference")
+        dtxt = "—" if diff is None else (
+            f"{_fmt(diff['mean'])} [{_fmt(diff['ci95'][0])}, {_fmt(diff['ci95'][1])}]")
+        lines.append(f"{name:<14}{_fmt(e['final_loss']['mean']):>12}{ci:>34}"
+                     f"{_fmt(ex['median']):>11}{dtxt:>34}"
+                     f"{_fmt(e['captured_energy_init']['mean']):>13}{e['n_diverged']:>10}")
+        if "same_total_budget" in e:
+            sb = e["same_total_budget"]["excess_loss"]
+            lines.append(f"{'  same total':<14}{'':>12}"
+                         f"{_fmt(sb['mean']) + ' [' + _fmt(sb['ci95'][0]) + ', ' + _fmt(sb['ci95'][1]) + ']':>34}"
+                         f"{_fmt(sb['median']):>11}")
+    cfg = summary["config"]
+    tail = (f"optimal rank-{cfg.lora.r} loss {_fmt(summary['optimal_loss']['mean'])}; "
+            f"{summary['seeds_done']} seeds"
+            + (" (INTERRUPTED: partial results)" if summary["interrupted"] else ""))
+    return "\n".join(lines + [tail])
+
+
+def save_experiment(res: ExperimentResult, out_dir, json_path=None, figures: bool = True) -> dict:
+    """Write ``summary.json``, ``per_seed.npz`` and figures to ``out_dir`` (and ``json_path``).
+
+    Returns the summary and the paths written under ``"paths"``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize_experiment(res)
+    paths = {"summary": write_json(out / "summary.json", summary)}
+    flat = {"optimal_loss": res.optimal_loss}
+    for name, d in res.per_seed.items():
+        for k, v in d.items():
+            flat[f"{name}/{k}"] = v
+    paths["per_seed"] = write_npz(out / "per_seed.npz", flat)
+    if json_path is not None:
+        paths["json"] = write_json(json_path, summary)
+    if figures:
+        from .plotting import save_figures
+
+        paths.update(save_figures(summary, res, out))
+    summary["paths"] = {k: str(v) for k, v in paths.items()}
+    return summary

@@ -1,0 +1,58 @@
+"""Monte Carlo statistics on the host: means with standard errors and confidence intervals.
+
+Non-finite values (diverged seeds) are counted and left out, never averaged in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as _st
+
+
+def summarize(x, level: float = 0.95) -> dict:
+    """``{mean, se, median, q05, q95, ci95, n, n_nonfinite}`` of the finite entries of ``x``.
+
+    ``ci95`` is the Student-t interval ``mean ± t_{n−1}·SE`` (a normal one for large n).
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    finite = x[np.isfinite(x)]
+    n = finite.size
+    out = {"n": int(n), "n_nonfinite": int(x.size - n)}
+    if n == 0:
+        nan = float("nan")
+        return out | {"mean": nan, "se": nan, "median": nan, "q05": nan, "q95": nan,
+                      "ci95": [nan, nan]}
+    mean = float(finite.mean())
+    se = float(finite.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    half = float(_st.t.ppf(0.5 + level / 2, n - 1)) * se if n > 1 else float("nan")
+    return out | {"mean": mean, "se": se, "median": float(np.median(finite)),
+                  "q05": float(np.quantile(finite, 0.05)), "q95": float(np.quantile(finite, 0.95)),
+                  "ci95": [mean - half, mean + half]}
+
+
+def paired_difference(a, b) -> dict:
+    """Statistics of ``a − b`` over seeds where both are finite (paired: same target and data)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    keep = np.isfinite(a) & np.isfinite(b)
+    return summarize((a - b)[keep]) | {"n_dropped": int((~keep).sum())}
+
+
+def curve_band(curves, level: float = 0.95) -> dict:
+    """Mean, CI band and median of curves ``(seeds, T)`` over the seeds whose curve is finite."""
+    curves = np.asarray(curves, np.float64)
+    ok = np.all(np.isfinite(curves), axis=1)
+    c = curves[ok]
+    n = c.shape[0]
+    if n == 0:
+        nan = [float("nan")] * curves.shape[1]
+        return {"mean": nan, "lo": nan, "hi": nan, "median": nan, "n": 0}
+    mean = c.mean(axis=0)
+    se = c.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
+    t = _st.t.ppf(0.5 + level / 2, n - 1) if n > 1 else np.nan
+    return {"mean": mean.tolist(), "lo": (mean - t * se).tolist(), "hi": (mean + t * se).tolist(),
+            "median": np.median(c, axis=0).tolist(), "n": int(n)}
+
+
+def intervals_overlap(a: dict, b: dict) -> bool:
+    """Whether two summaries' 95 % confidence intervals overlap."""
+    return not (a["ci95"][1] < b["ci95"][0] or b["ci95"][1] < a["ci95"][0])
