@@ -23,8 +23,11 @@ DEMO = dict(m=64, n=64, r=4, spectrum="power:1", lora="classic", inits="kaiming,
             preheat_rank=16, preheat_steps="20", optimizer="gd", lr=0.1, steps=300, seeds=200)
 
 
-class UsageError(Exception):
-    """Bad command-line input (exit code 2)."""
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2), like the validation errors."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _preheat_steps(text: str):
@@ -98,8 +101,8 @@ def _add_compare_flags(p: argparse.ArgumentParser, defaults: dict | None = None)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hrp-sim", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="hrp-sim", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="random vs aligned vs HRP on a built-in default")
     _add_compare_flags(demo, DEMO)
     cmp_ = sub.add_parser("compare", help="compare inits on any synthetic problem")
