@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg  # noqa: F401
 
 from .dynamics import make_optimizer, train
 from .lora import LoraParams
@@ -72,11 +73,19 @@ class Preheated(NamedTuple):
     params: LoraParams
 
 
+def freeze_a_limit(A_p: jax.Array, obj: Objective, s):
+    """The freeze-A limit in an orthonormal basis: ``A_p = Q R`` and ``B_∞ A_pᵀ = K Qᵀ`` with
+    ``K = C Q (QᵀΣQ)^{-1} / s`` — well conditioned even when ``A_p`` is not (p close to n)."""
+    Q, R = jnp.linalg.qr(A_p)
+    CQ = obj.C @ Q
+    K = CQ if obj.Sigma is None else jnp.linalg.solve(Q.T @ obj.Sigma @ Q, CQ.T).T
+    return K / s, Q, R
+
+
 def converged_freeze_a(A_p: jax.Array, obj: Objective, s) -> jax.Array:
     """Exact limit of the freeze-A flow/GD: ``B_∞ = C A_p (A_pᵀ Σ A_p)^{-1} / s`` (THEORY §3.1)."""
-    SA = A_p if obj.Sigma is None else obj.Sigma @ A_p
-    G = A_p.T @ SA
-    return jnp.linalg.solve(G, (obj.C @ A_p).T).T / s
+    K, _, R = freeze_a_limit(A_p, obj, s)
+    return jax.scipy.linalg.solve_triangular(R, K.T, lower=False).T  # B Rᵀ = K
 
 
 @functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer"))
@@ -98,9 +107,11 @@ def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str
     obj = Objective(C=obj.C, Sigma=obj.Sigma)
     B0 = jnp.zeros((obj.C.shape[0], A_p.shape[1]), A_p.dtype)
     if steps == "converged":
-        params = LoraParams(B=converged_freeze_a(A_p, obj, s), A=A_p)
+        K, Q, R = freeze_a_limit(A_p, obj, s)
+        params = LoraParams(B=jax.scipy.linalg.solve_triangular(R, K.T, lower=False).T, A=A_p)
+        U, S, V = thin_svd_of_product(K, Q, r)  # same product, better conditioned factors
     else:
         opt = make_optimizer(optimizer, lr, momentum, weight_decay)
         params = train(LoraParams(B0, A_p), obj, s, form=form, opt=opt, steps=steps).params
-    U, S, V = thin_svd_of_product(params.B, params.A, r)
+        U, S, V = thin_svd_of_product(params.B, params.A, r)
     return Preheated(U=U, S=s * S, V=V, params=params)

@@ -1,0 +1,18 @@
+"""Every simulation script runs at smoke size and writes its outputs."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = sorted((Path(__file__).parent.parent / "simulations").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_simulation_smoke(path, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(path), "--smoke", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(path), run_name="__main__")
+    assert e.value.code == 0
+    assert list(tmp_path.glob("*.png")) and list(tmp_path.glob("*.json"))
