@@ -131,6 +131,20 @@ def config_from_args(a: argparse.Namespace):
         chunk_size=a.chunk_size, batch_size=a.batch_size, eps=a.eps)
 
 
+def ordering_verdict(summary: dict) -> str:
+    """One line: is HRP's mean excess loss strictly between random and aligned, CIs apart?"""
+    from .stats import intervals_overlap
+
+    e = summary["inits"]
+    if not {"kaiming", "aligned", "hrp"} <= set(e):
+        return "ordering check needs kaiming, aligned and hrp"
+    k, a, h = (e[n]["excess_loss"] for n in ("kaiming", "aligned", "hrp"))
+    ok = (a["mean"] < h["mean"] < k["mean"] and not intervals_overlap(a, h)
+          and not intervals_overlap(h, k))
+    return (f"aligned < hrp < kaiming with non-overlapping 95% CIs: {'yes' if ok else 'NO'} "
+            f"(excess {a['mean']:.3g} < {h['mean']:.3g} < {k['mean']:.3g})")
+
+
 def run_compare(a: argparse.Namespace) -> int:
     if a.x64:
         import jax
@@ -150,6 +164,8 @@ def run_compare(a: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     summary = save_experiment(res, a.out, a.json, figures=not a.no_figures)
     print(table(summary))
+    if a.command == "demo":
+        print(ordering_verdict(summary))
     print(f"wall time {wall:.1f} s")
     for k, v in summary["paths"].items():
         print(f"{k:>16}: {v}")
