@@ -25,30 +25,26 @@ import time
 import numpy as np
 
 
-def numpy_loop(Ms, A0s, lr, steps):
-    """The per-seed loop a user would write (factored gradients, no m×n temporaries)."""
-    out = []
-    for M, A in zip(Ms, A0s):
-        A = A.copy()
-        B = np.zeros((M.shape[0], A.shape[1]), M.dtype)
-        for _ in range(steps):
-            gB = B @ (A.T @ A) - M @ A
-            gA = A @ (B.T @ B) - M.T @ B
-            B -= lr * gB
-            A -= lr * gA
-        out.append(B @ A.T)
-    return out
+def factored_step(M, B, A, lr):
+    """The update a careful user writes (factored gradients, no m×n temporaries)."""
+    gB = B @ (A.T @ A) - M @ A
+    gA = A @ (B.T @ B) - M.T @ B
+    return B - lr * gB, A - lr * gA
 
 
-def numpy_loop_residual(Ms, A0s, lr, steps):
-    """The same loop written the first way that comes to mind: form the m×n residual."""
+def residual_step(M, B, A, lr):
+    """The same update written the first way that comes to mind: form the m×n residual."""
+    E = B @ A.T - M
+    return B - lr * (E @ A), A - lr * (E.T @ B)
+
+
+def numpy_loop(Ms, A0s, lr, steps, step=factored_step):
+    """A NumPy loop over seeds, then over steps."""
     out = []
     for M, A in zip(Ms, A0s):
-        A = A.copy()
         B = np.zeros((M.shape[0], A.shape[1]), M.dtype)
         for _ in range(steps):
-            E = B @ A.T - M
-            B, A = B - lr * (E @ A), A - lr * (E.T @ B)
+            B, A = step(M, B, A, lr)
         out.append(B @ A.T)
     return out
 
@@ -117,7 +113,7 @@ def main(argv=None):
     lr32 = np.float32(a.lr)
     t = best_time(lambda: numpy_loop(Ms_np, A0_np, lr32, a.steps), 1)
     np_rate = ns * a.steps / t
-    t = best_time(lambda: numpy_loop_residual(Ms_np, A0_np, lr32, a.steps), 1)
+    t = best_time(lambda: numpy_loop(Ms_np, A0_np, lr32, a.steps, residual_step), 1)
     np_resid_rate = ns * a.steps / t
     ref = numpy_loop(Ms_np[:2], A0_np[:2], lr32, a.steps)
     best_name = max(rates, key=rates.get)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -25,7 +26,13 @@ from .lora import LoraSpec
 from .losses import population_loss, shift_target
 from .metrics import direction_metrics
 from .preheat import check_preheat
-from .problems import ProblemArrays, ProblemSpec, build_problem, optimal_loss, problem_arrays
+from .problems import (ProblemArrays, ProblemSpec, build_problem, optimal_loss, parse_sigma,
+                       problem_arrays)
+
+#: Largest number of seeds vmapped together on CPU. jaxlib 0.10.2's CPU runtime deadlocked
+#: (all threads idle, the call never returning) on vmapped batches of 16–64 seeds running
+#: batched QR/SVD/triangular solves inside lax.map; batches of 1–8 never did in our runs.
+CPU_MAX_BATCH = 8
 
 #: Number of times the chunk function was traced (a test counts compilations with it).
 TRACE_COUNT = 0
@@ -54,7 +61,8 @@ class ExperimentConfig:
       init_std: Gaussian entry std (default ``1/√(3n)``, Kaiming-uniform's).
       seeds, seed: number of seeds and the root seed.
       chunk_size: seeds per jitted call (default: ≤ 64, evenly split).
-      batch_size: seeds vmapped together inside a chunk (default 1 on CPU, the chunk on GPU).
+      batch_size: seeds vmapped together inside a chunk (default 1 on CPU, the chunk on GPU;
+        at most ``CPU_MAX_BATCH`` = 8 on CPU, see there).
       eps: excess-loss level for the time-to-ε metric.
     """
 
@@ -108,9 +116,16 @@ class ExperimentConfig:
 
     @property
     def vmap_batch(self) -> int:
-        if self.batch_size is not None:
-            return min(self.batch_size, self.chunk)
-        return 1 if jax.default_backend() == "cpu" else self.chunk
+        cpu = jax.default_backend() == "cpu"
+        if self.batch_size is None:
+            return 1 if cpu else self.chunk
+        batch = min(self.batch_size, self.chunk)
+        if cpu and batch > CPU_MAX_BATCH:
+            warnings.warn(f"batch_size {batch} lowered to {CPU_MAX_BATCH} on CPU: larger vmapped "
+                          "batches of QR/SVD can deadlock jaxlib 0.10's CPU runtime, and they are "
+                          "slower there anyway (see benchmarks/throughput.py)", stacklevel=2)
+            batch = CPU_MAX_BATCH
+        return batch
 
     @property
     def same_total_step(self) -> int | None:
@@ -152,12 +167,13 @@ def split_config(config: ExperimentConfig) -> tuple[_Static, Hyper]:
                        std=f(std), lr=f(lr), lr_p=f(lr_p), momentum=f(config.train.momentum),
                        weight_decay=f(config.train.weight_decay)))
     p = config.problem
-    sig = "identity" if p.whitened else "power:0:" + p.sigma.partition(":")[2].partition(":")[2]
+    parsed = parse_sigma(p.sigma)  # identity vs not and the eigenbasis are structural; β is traced
+    sig = "identity" if parsed.identity else f"power:0:{parsed.basis}"
     neutral = dataclasses.replace(
         config, seeds=1, seed=0, init_std=None, eps=1.0, chunk_size=None, batch_size=None,
         problem=dataclasses.replace(p, spectrum="flat", rank=None, scale=1.0,
                                     w0_spectrum="flat", w0_scale=1.0, w0_align=0.0, noise=0.0,
-                                    sigma=sig.rstrip(":")),
+                                    sigma=sig),
         lora=dataclasses.replace(config.lora, alpha=None),
         train=dataclasses.replace(config.train, lr=1.0, momentum=0.0, weight_decay=0.0),
         hrp=dataclasses.replace(config.hrp, rank=config.preheat_rank, lr=None,

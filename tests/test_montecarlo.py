@@ -92,3 +92,9 @@ def test_same_total_budget_snapshot():
     res = run_experiment(cfg, progress=False)
     d = res.per_seed["hrp"]
     np.testing.assert_allclose(d["final_loss_same_total"], d["loss_curve"][:, 20 - 5], rtol=1e-12)
+
+
+def test_cpu_batch_is_capped_with_a_warning():
+    cfg = config(seeds=40, batch_size=32)
+    with pytest.warns(UserWarning, match="lowered to 8 on CPU"):
+        assert cfg.vmap_batch == mc.CPU_MAX_BATCH
