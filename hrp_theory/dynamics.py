@@ -32,10 +32,9 @@ def check_optimizer(name: str, field: str = "optimizer") -> str:
 
 
 def check_positive(value, field: str, kind=float):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
+    """``value`` must be a positive finite number (a positive integer if ``kind`` is int)."""
+    ok_type = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or value <= 0:
         what = "a positive integer" if kind is int else "a positive number"
         raise ValueError(f"{field}: {value!r} must be {what}")
     return value

@@ -85,7 +85,12 @@ def freeze_a_limit(A_p: jax.Array, obj: Objective, s):
 def converged_freeze_a(A_p: jax.Array, obj: Objective, s) -> jax.Array:
     """Exact limit of the freeze-A flow/GD: ``B_∞ = C A_p (A_pᵀ Σ A_p)^{-1} / s`` (THEORY §3.1)."""
     K, _, R = freeze_a_limit(A_p, obj, s)
-    return jax.scipy.linalg.solve_triangular(R, K.T, lower=False).T  # B Rᵀ = K
+    return _b_from_limit(K, R)
+
+
+def _b_from_limit(K: jax.Array, R: jax.Array) -> jax.Array:
+    """``B`` with ``B Rᵀ = K`` (so that ``B A_pᵀ = K Qᵀ``)."""
+    return jax.scipy.linalg.solve_triangular(R, K.T, lower=False).T
 
 
 @functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer"))
@@ -108,7 +113,7 @@ def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str
     B0 = jnp.zeros((obj.C.shape[0], A_p.shape[1]), A_p.dtype)
     if steps == "converged":
         K, Q, R = freeze_a_limit(A_p, obj, s)
-        params = LoraParams(B=jax.scipy.linalg.solve_triangular(R, K.T, lower=False).T, A=A_p)
+        params = LoraParams(B=_b_from_limit(K, R), A=A_p)
         U, S, V = thin_svd_of_product(K, Q, r)  # same product, better conditioned factors
     else:
         opt = make_optimizer(optimizer, lr, momentum, weight_decay)
