@@ -3,10 +3,12 @@
 jaxlib 0.10.2's CPU runtime deadlocks on some programs this package compiles: every worker thread
 parks and the call never returns (seen on 2 cores, float64, seeds vmapped 50–64 at a time, in
 programs with several independent batched QR/SVD/triangular-solve custom calls: the Haar draws of
-``U`` and ``V``, and the converged freeze-A preheat). Two flags together remove every hang we
-could reproduce: the concurrency-optimised scheduler off, and Eigen's multi-threading off (the
-latter alone or the former alone still hang). Neither costs throughput here (measured with
-``benchmarks/throughput.py``: 40.5k seed·steps/s with both, 37.1k with the scheduler flag alone).
+``U`` and ``V``, and the converged freeze-A preheat). Turning the concurrency-optimised scheduler
+off removed the deterministic hang of two independent batched QRs (64 seeds); turning Eigen's
+multi-threading off as well costs nothing (``benchmarks/throughput.py``: 40.5k seed·steps/s with
+both flags, 37.1k with the scheduler flag alone). The flags do not remove every hang: batches of
+16–64 seeds inside ``lax.map`` still hung now and then, so the runner also caps the vmapped batch
+on CPU at ``montecarlo.CPU_MAX_BATCH`` = 8, where no hang was ever seen.
 
 The flags only touch the CPU backend and only take effect if set before JAX initialises its
 backends, which is why ``hrp_theory`` sets them on import. A flag the user already put in
