@@ -16,7 +16,6 @@ Prints the figures and ratios; ``--json`` writes ``{"jax_seed_steps_per_s",
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -8,7 +8,8 @@ off removed the deterministic hang of two independent batched QRs (64 seeds); tu
 multi-threading off as well costs nothing (``benchmarks/throughput.py``: 40.5k seed·steps/s with
 both flags, 37.1k with the scheduler flag alone). The flags do not remove every hang: batches of
 16–64 seeds inside ``lax.map`` still hung now and then, so the runner also caps the vmapped batch
-on CPU at ``montecarlo.CPU_MAX_BATCH`` = 8, where no hang was ever seen.
+on CPU at ``montecarlo.CPU_MAX_BATCH`` = 8, and defaults to 1 seed at a time there (a batch of 8
+with a remainder hung once too; batch 1 never has).
 
 The flags only touch the CPU backend and only take effect if set before JAX initialises its
 backends, which is why ``hrp_theory`` sets them on import. A flag the user already put in

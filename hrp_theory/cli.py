@@ -3,6 +3,8 @@
 Commands:
   demo      the main job on a built-in default (table, figures and JSON in ./hrp-results/)
   compare   the general command; its flags are a contract scripts rely on
+  verify    THEORY.md's checks: closed forms and bounds vs Monte Carlo, with verdicts
+  sweep     one compare run per value of any compare flag (resumable)
 
 Bad input exits with code 2 and one line naming the field and the fix.
 """
@@ -107,6 +109,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare_flags(demo, DEMO)
     cmp_ = sub.add_parser("compare", help="compare inits on any synthetic problem")
     _add_compare_flags(cmp_)
+    sw = sub.add_parser("sweep", help="compare over a list of values of any compare flag")
+    _add_compare_flags(sw)
+    sw.set_defaults(out="hrp-results/sweep")
+    sw.add_argument("--vary", action="append", default=[], metavar="FLAG=V1,V2,…",
+                    help="a compare flag (no dashes) and its values; several --vary are zipped")
+    ver = sub.add_parser("verify", help="THEORY.md checks vs Monte Carlo (float64)")
+    ver.add_argument("--quick", action="store_true",
+                     help="fewer seeds and settings (CI size, a few minutes on 2 cores)")
+    ver.add_argument("--checks", default=None,
+                     help="comma list of checks to run (default all; --list shows them)")
+    ver.add_argument("--list", action="store_true", help="list the checks and exit")
+    ver.add_argument("--seed", type=int, default=0, help="root seed")
+    ver.add_argument("--n-se-expect", type=float, default=4.0,
+                     help="expectation rule: |mean − prediction| ≤ K·SE (default 4)")
+    ver.add_argument("--n-se-bound", type=float, default=3.0,
+                     help="bound rule: mean ≤ bound + K·SE (default 3)")
+    ver.add_argument("--pathwise-tol", type=float, default=1e-8,
+                     help="relative tolerance of pathwise identities (default 1e-8)")
+    ver.add_argument("--json", default=None, help="also write the verdict JSON here")
+    ver.add_argument("--out", default="hrp-results/verify", help="report folder (default %(default)s)")
+    ver.add_argument("--no-figures", action="store_true")
+    ver.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -146,10 +170,7 @@ def ordering_verdict(summary: dict) -> str:
 
 
 def run_compare(a: argparse.Namespace) -> int:
-    if a.x64:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    _x64(a)
     from .montecarlo import run_experiment
     from .report import save_experiment, table
     from .results import check_writable
@@ -157,8 +178,7 @@ def run_compare(a: argparse.Namespace) -> int:
     config = config_from_args(a)
     if a.json is not None:
         check_writable(a.json, "json")
-    if os.path.exists(a.out) and not os.path.isdir(a.out):
-        raise ValueError(f"out: {a.out!r} is a file; give a folder path")
+    _check_out(a.out)
     t0 = time.perf_counter()
     res = run_experiment(config, progress=not a.quiet)
     wall = time.perf_counter() - t0
@@ -172,10 +192,78 @@ def run_compare(a: argparse.Namespace) -> int:
     return 130 if res.interrupted else 0
 
 
+def _x64(a) -> None:
+    if a.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
+def _check_out(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out: {out!r} is a file; give a folder path")
+
+
+def run_verify(a: argparse.Namespace) -> int:
+    import jax
+
+    from . import verify
+
+    if a.list:
+        for name, fn in verify.CHECKS.items():
+            print(f"{name:<20}{(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
+        return 0
+    names = verify.check_names([c.strip() for c in a.checks.split(",") if c.strip()]
+                               if a.checks is not None else None)
+    settings = verify.Settings(quick=a.quick, seed=a.seed, n_se_expect=a.n_se_expect,
+                               n_se_bound=a.n_se_bound, pathwise_tol=a.pathwise_tol,
+                               progress=not a.quiet)
+    from .report import save_verification, verify_table
+    from .results import check_writable
+
+    if a.json is not None:
+        check_writable(a.json, "json")
+    _check_out(a.out)
+    jax.config.update("jax_enable_x64", True)  # the checks are stated in float64
+    t0 = time.perf_counter()
+    result = verify.run_checks(names, settings)
+    wall = time.perf_counter() - t0
+    paths = save_verification(result, a.out, a.json, figures=not a.no_figures)
+    print(verify_table(result))
+    print(f"verdict: {'PASS' if result['passed'] else 'FAIL'}; wall time {wall:.1f} s")
+    for k, v in paths.items():
+        print(f"{k:>16}: {v}")
+    if result["interrupted"]:
+        return 130
+    return 0 if result["passed"] else 1
+
+
+def run_sweep(a: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int:
+    from . import sweep
+
+    sub = parser._subparsers._group_actions[0].choices["sweep"]
+    vary = sweep.parse_vary(a.vary, sub, argv)
+    _x64(a)
+    _check_out(a.out)
+    t0 = time.perf_counter()
+    res = sweep.run_sweep(vary, a, config_from_args, a.out, progress=not a.quiet,
+                          log=(lambda *x: None) if a.quiet else print)
+    print(f"{res['done']}/{res['total']} points done in {time.perf_counter() - t0:.1f} s"
+          + (" (INTERRUPTED: rerun the same command to resume)" if res["interrupted"] else ""))
+    for k, v in res["paths"].items():
+        print(f"{k:>16}: {v}")
+    return 130 if res["interrupted"] else 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
+        if args.command == "verify":
+            return run_verify(args)
+        if args.command == "sweep":
+            return run_sweep(args, parser, argv)
         return run_compare(args)
     except ValueError as e:
         print(f"hrp-sim {args.command}: error: {e}", file=sys.stderr)

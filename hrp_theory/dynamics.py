@@ -2,7 +2,8 @@
 
 Update (GD):  ``B ← B − η ∇_B L``,  ``A ← A − η ∇_A L`` (frozen factors are left as they are).
 ``sgd``, ``adam`` and ``adamw`` are optax's, on the same exact (full-batch) gradients; ``sgd``
-takes an optional heavy-ball ``momentum``.
+takes an optional heavy-ball ``momentum``. ``flow`` is gradient flow ``dθ/dt = −∇L`` integrated
+by RK4 with step ``dt = lr`` (``flow.py``), so ``steps·lr`` is the time horizon.
 
 Records are taken at step 0 and after every ``record_every`` steps by a nested scan, so memory is
 ``O(steps / record_every)`` whatever the number of steps.
@@ -18,11 +19,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .flow import RK4, rk4_step
 from .lora import LoraParams, trains
 from .losses import Objective, factor_grads, population_loss, train_loss
 
-OPTIMIZERS = ("gd", "sgd", "adam", "adamw")
-DEFAULT_LR = {"gd": 0.1, "sgd": 0.1, "adam": 1e-2, "adamw": 1e-2}
+OPTIMIZERS = ("gd", "sgd", "adam", "adamw", "flow")
+DEFAULT_LR = {"gd": 0.1, "sgd": 0.1, "adam": 1e-2, "adamw": 1e-2, "flow": 0.02}
 
 
 def check_optimizer(name: str, field: str = "optimizer") -> str:
@@ -45,8 +47,9 @@ class TrainSpec:
     """Optimiser and budget of a run.
 
     Attributes:
-      optimizer: one of ``gd``, ``sgd``, ``adam``, ``adamw``.
-      lr: learning rate (default per optimizer: 0.1 for gd/sgd, 1e-2 for adam/adamw).
+      optimizer: one of ``gd``, ``sgd``, ``adam``, ``adamw``, ``flow`` (gradient flow, RK4).
+      lr: learning rate (default per optimizer: 0.1 for gd/sgd, 1e-2 for adam/adamw); for
+        ``flow`` the RK4 time step (default 0.02), the horizon being ``steps·lr``.
       steps: number of optimisation steps.
       record_every: record the losses every k steps (default: steps/100 rounded to a divisor).
       momentum: heavy-ball momentum of ``sgd``.
@@ -87,8 +90,10 @@ class TrainSpec:
         return max(d for d in range(1, target + 1) if self.steps % d == 0)
 
 
-def make_optimizer(name: str, lr, momentum=0.0, weight_decay=0.0) -> optax.GradientTransformation:
-    """An optax transformation; ``lr``, ``momentum`` and ``weight_decay`` may be traced."""
+def make_optimizer(name: str, lr, momentum=0.0, weight_decay=0.0):
+    """An optax transformation (``flow``: the ``RK4`` marker); numbers may be traced."""
+    if name == "flow":
+        return RK4(dt=lr)
     if name == "gd":
         return optax.sgd(lr)
     if name == "sgd":
@@ -117,9 +122,9 @@ def record(params: LoraParams, obj: Objective, s) -> dict:
     return out
 
 
-def train(params: LoraParams, obj: Objective, s, *, form: str, opt: optax.GradientTransformation,
-          steps: int, record_every: int | None = None, snapshot_step: int | None = None
-          ) -> TrainResult:
+def train(params: LoraParams, obj: Objective, s, *, form: str, opt, steps: int,
+          record_every: int | None = None, snapshot_step: int | None = None,
+          observe=None) -> TrainResult:
     """Run ``steps`` optimisation steps of a LoRA of any rank on ``obj``.
 
     Args:
@@ -127,35 +132,40 @@ def train(params: LoraParams, obj: Objective, s, *, form: str, opt: optax.Gradie
       obj: the objective (``losses.Objective``).
       s: LoRA scale (may be traced).
       form: ``classic``, ``freeze-a`` or ``freeze-b`` (static).
-      opt: an optax transformation (``make_optimizer``).
+      opt: an optax transformation or ``RK4`` (``make_optimizer``).
       steps: number of steps (static).
-      record_every: record ``record(...)`` at step 0 and every k steps (static; None: no records).
+      record_every: record at step 0 and every k steps (static; None: no records).
       snapshot_step: also return the factors after this many steps (static; None: no snapshot).
+      observe: ``params -> dict`` recorded (default ``record``: the losses).
     """
     train_B, train_A = trains(form)
+    observe = observe or (lambda p: record(p, obj, s))
+    flow = isinstance(opt, RK4)
 
     def step(carry, _):
         p, state, i, snap = carry
-        g = factor_grads(p, obj, s, train_B, train_A)
-        updates, state = opt.update(g, state, p)
-        new = optax.apply_updates(p, updates)
-        new = LoraParams(B=new.B if train_B else p.B, A=new.A if train_A else p.A)
+        if flow:
+            new = rk4_step(p, obj, s, opt.dt, train_B, train_A)
+        else:
+            g = factor_grads(p, obj, s, train_B, train_A)
+            updates, state = opt.update(g, state, p)
+            new = optax.apply_updates(p, updates)
+            new = LoraParams(B=new.B if train_B else p.B, A=new.A if train_A else p.A)
         i = i + 1
         if snapshot_step is not None:
             snap = jax.tree.map(lambda a, b: jnp.where(i == snapshot_step, a, b), new, snap)
         return (new, state, i, snap), None
 
     snap0 = params if snapshot_step is not None else None
-    carry = (params, opt.init(params), jnp.asarray(0, jnp.int32), snap0)
+    carry = (params, () if flow else opt.init(params), jnp.asarray(0, jnp.int32), snap0)
     if record_every is None:
         carry, _ = jax.lax.scan(step, carry, None, length=steps)
         curves = None
     else:
         def block(carry, _):
             carry, _ = jax.lax.scan(step, carry, None, length=record_every)
-            return carry, record(carry[0], obj, s)
+            return carry, observe(carry[0])
 
         carry, recs = jax.lax.scan(block, carry, None, length=steps // record_every)
-        first = record(params, obj, s)
-        curves = {k: jnp.concatenate([first[k][None], recs[k]]) for k in first}
+        curves = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), observe(params), recs)
     return TrainResult(params=carry[0], curves=curves, snapshot=carry[3])

@@ -10,6 +10,7 @@ Every init returns ``(LoraParams, dW0)``: the factors, and the change of the fro
 ``aligned``     oracle: ``A = c·V_r(M)``, ``B = 0``
 ``aligned-sigma``  Σ-aware oracle: ``A = c·orth(Σ^{-1/2} V_r(MΣ^{1/2}))`` (= ``aligned`` if Σ = I)
 ``hrp``         preheat-then-SVD (``preheat.py``): ``A = c·V̂_r``, ``B = 0``
+``hrp-2s``      two-sided HRP (``preheat.py``, THEORY §5.5): ``A = c·V_r(QᵀC)``, ``Q = orth(B_p)``
 ``pissa``       ``B = U_r(W0)S_r^{1/2}/√s``, ``A = V_r(W0)S_r^{1/2}/√s``, ``W0 ← W0 − [W0]_r``
 ``olora``       ``W0 = QR``: ``B = Q[:, :r]``, ``A = R[:r]ᵀ``, ``W0 ← W0 − s·BAᵀ``
 ``lora-ga``     SVD of the full gradient ``G = −C``: ``A = V_{1:r}``, ``B = U_{r+1:2r}``, both times
@@ -37,8 +38,9 @@ from .preheat import preheat_then_svd
 from .problems import Problem
 
 RANDOM_INITS = ("kaiming", "gaussian")
-INITS = ("kaiming", "gaussian", "aligned", "aligned-sigma", "hrp", "pissa", "olora", "lora-ga",
-         "lora-one")
+INITS = ("kaiming", "gaussian", "aligned", "aligned-sigma", "hrp", "hrp-2s", "pissa", "olora",
+         "lora-ga", "lora-one")
+PREHEATED = ("hrp", "hrp-2s")
 NEEDS_W0 = ("pissa", "olora")
 LORA_GA_GAMMA = 16.0
 
@@ -154,12 +156,14 @@ def _aligned_sigma(problem, st, hy, draws):
     return _directional(w.U[:, :st.r], V, problem, st, hy)
 
 
-def _hrp(problem, st, hy, draws):
-    pre = preheat_then_svd(draws.A[st.base][:, :st.p], problem.objective, hy.s_p, hy.lr_p, r=st.r,
-                           form=st.preheat_form, steps=st.preheat_steps,
-                           optimizer=st.preheat_optimizer, momentum=hy.momentum,
-                           weight_decay=hy.weight_decay)
-    return _directional(pre.U, pre.V, problem, st, hy)
+def _hrp(two_sided: bool):
+    def init(problem, st, hy, draws):
+        pre = preheat_then_svd(draws.A[st.base][:, :st.p], problem.objective, hy.s_p, hy.lr_p,
+                               r=st.r, form=st.preheat_form, steps=st.preheat_steps,
+                               optimizer=st.preheat_optimizer, momentum=hy.momentum,
+                               weight_decay=hy.weight_decay, two_sided=two_sided)
+        return _directional(pre.U, pre.V, problem, st, hy)
+    return init
 
 
 def _offset(params: LoraParams, s):
@@ -202,7 +206,8 @@ INIT_FNS: dict[str, Callable] = {
     "gaussian": _random("gaussian"),
     "aligned": _aligned,
     "aligned-sigma": _aligned_sigma,
-    "hrp": _hrp,
+    "hrp": _hrp(two_sided=False),
+    "hrp-2s": _hrp(two_sided=True),
     "pissa": _pissa,
     "olora": _olora,
     "lora-ga": _lora_ga,

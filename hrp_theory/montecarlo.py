@@ -20,18 +20,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from .dynamics import TrainSpec, check_optimizer, make_optimizer, train
-from .inits import (NEEDS_W0, RANDOM_INITS, InitHyper, InitStatic, check_inits, draw,
+from .inits import (NEEDS_W0, PREHEATED, RANDOM_INITS, InitHyper, InitStatic, check_inits, draw,
                     families_needed, initialize)
 from .lora import LoraSpec
 from .losses import population_loss, shift_target
 from .metrics import direction_metrics
 from .preheat import check_preheat
 from .problems import (ProblemArrays, ProblemSpec, build_problem, optimal_loss, parse_sigma,
-                       problem_arrays)
+                       problem_arrays, sigma_eigenvalues, spectrum_values)
 
 #: Largest number of seeds vmapped together on CPU. jaxlib 0.10.2's CPU runtime deadlocked
 #: (all threads idle, the call never returning) on vmapped batches of 16–64 seeds running
-#: batched QR/SVD/triangular solves inside lax.map; batches of 1–8 never did in our runs.
+#: batched QR/SVD/triangular solves inside lax.map. A batch of 8 also hung once (verify's
+#: classic-preheat check, 50-seed chunks, i.e. 6 batches of 8 plus a remainder of 2); batch 1,
+#: the CPU default, never has, and is the fastest on CPU anyway.
 CPU_MAX_BATCH = 8
 
 #: Number of times the chunk function was traced (a test counts compilations with it).
@@ -86,7 +88,7 @@ class ExperimentConfig:
         object.__setattr__(self, "inits", check_inits(self.inits, r, k))
         if self.base not in RANDOM_INITS:
             raise ValueError(f"base: {self.base!r}; use one of {', '.join(RANDOM_INITS)}")
-        if "hrp" in self.inits:
+        if self.preheats:
             check_preheat(self.preheat_rank, r, self.hrp.form, self.hrp.steps, k)
             if self.hrp.optimizer is not None:
                 check_optimizer(self.hrp.optimizer, "preheat_optimizer")
@@ -104,33 +106,26 @@ class ExperimentConfig:
             raise ValueError(f"eps: {self.eps} must be a positive number")
 
     @property
+    def preheats(self) -> bool:
+        """Whether an init of this config runs the HRP preheat."""
+        return any(i in PREHEATED for i in self.inits)
+
+    @property
     def preheat_rank(self) -> int:
         return self.hrp.rank if self.hrp.rank is not None else min(4 * self.lora.r, self.problem.k)
 
     @property
     def chunk(self) -> int:
-        if self.chunk_size is not None:
-            return min(self.chunk_size, self.seeds)
-        n_chunks = -(-self.seeds // 64)
-        return -(-self.seeds // n_chunks)
+        return chunk_length(self.seeds, self.chunk_size)
 
     @property
     def vmap_batch(self) -> int:
-        cpu = jax.default_backend() == "cpu"
-        if self.batch_size is None:
-            return 1 if cpu else self.chunk
-        batch = min(self.batch_size, self.chunk)
-        if cpu and batch > CPU_MAX_BATCH:
-            warnings.warn(f"batch_size {batch} lowered to {CPU_MAX_BATCH} on CPU: larger vmapped "
-                          "batches of QR/SVD can deadlock jaxlib 0.10's CPU runtime, and they are "
-                          "slower there anyway (see benchmarks/throughput.py)", stacklevel=2)
-            batch = CPU_MAX_BATCH
-        return batch
+        return vmap_batch(self.batch_size, self.chunk)
 
     @property
     def same_total_step(self) -> int | None:
         """Main-run step at which HRP has spent the same total budget (preheat counted)."""
-        if "hrp" not in self.inits or self.hrp.steps == "converged":
+        if not self.preheats or self.hrp.steps == "converged":
             return None
         return max(self.train.steps - self.hrp.steps, 0)
 
@@ -199,7 +194,7 @@ def simulate_seed(key: jax.Array, static: _Static, hyper: Hyper) -> dict:
     for name in cfg.inits:
         params, dW0 = initialize(name, problem, st, hy, draws)
         obj = problem.objective if dW0 is None else shift_target(problem.objective, dW0)
-        snap = cfg.same_total_step if name == "hrp" else None
+        snap = cfg.same_total_step if name in PREHEATED else None
         res = train(params, obj, hy.s, form=form, opt=opt, steps=cfg.train.steps,
                     record_every=cfg.train.every, snapshot_step=snap)
         start = direction_metrics(params, problem, r, form)
@@ -219,17 +214,81 @@ def simulate_seed(key: jax.Array, static: _Static, hyper: Hyper) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=32)
-def chunk_runner(static: _Static, chunk: int, batch: int):
-    """The jitted function running seeds ``start … start+chunk−1`` (compiled once per spec)."""
+def chunk_length(seeds: int, chunk_size: int | None = None) -> int:
+    """Seeds per jitted call: ``chunk_size`` if given, else at most 64, evenly split."""
+    if chunk_size is not None:
+        return min(chunk_size, seeds)
+    n_chunks = -(-seeds // 64)
+    return -(-seeds // n_chunks)
 
-    def run(root: jax.Array, start: jax.Array, hyper: Hyper):
+
+def vmap_batch(batch_size: int | None, chunk: int) -> int:
+    """Seeds vmapped together inside a chunk: 1 on CPU and the chunk on GPU by default; at most
+    ``CPU_MAX_BATCH`` on CPU (with a warning)."""
+    cpu = jax.default_backend() == "cpu"
+    if batch_size is None:
+        return 1 if cpu else chunk
+    batch = min(batch_size, chunk)
+    if cpu and batch > CPU_MAX_BATCH:
+        warnings.warn(f"batch_size {batch} lowered to {CPU_MAX_BATCH} on CPU: larger vmapped "
+                      "batches of QR/SVD can deadlock jaxlib 0.10's CPU runtime, and they are "
+                      "slower there anyway (see benchmarks/throughput.py)", stacklevel=3)
+        batch = CPU_MAX_BATCH
+    return batch
+
+
+@functools.lru_cache(maxsize=64)
+def chunk_runner(fn, static, chunk: int, batch: int):
+    """The jitted function running ``fn`` on seeds ``start … start+chunk−1`` (compiled once per
+    ``(fn, static, chunk, batch)``)."""
+
+    def run(root: jax.Array, start: jax.Array, args):
         global TRACE_COUNT
         TRACE_COUNT += 1
         keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(start + jnp.arange(chunk))
-        return jax.lax.map(lambda k: simulate_seed(k, static, hyper), keys, batch_size=batch)
+        return jax.lax.map(lambda k: fn(k, static, args), keys, batch_size=batch)
 
     return jax.jit(run)
+
+
+class SeedMap(NamedTuple):
+    """Per-seed outputs (host arrays, leading axis = seeds done), seeds done, interrupted flag."""
+
+    out: object
+    n_done: int
+    interrupted: bool
+
+
+def map_seeds(fn, static, args, *, seeds: int, seed: int = 0, chunk_size: int | None = None,
+              batch_size: int | None = None, progress: bool = True, desc: str = "seeds"
+              ) -> SeedMap:
+    """Run ``fn(key_i, static, args)`` for seeds ``i = 0 … seeds−1``, ``key_i = fold_in(key(seed), i)``.
+
+    ``fn`` must be a module-level function and ``static`` hashable (they key the compile cache);
+    ``args`` is a pytree of traced arrays. Chunks of seeds run as one jitted call each under a tqdm
+    bar; a Ctrl-C keeps the chunks already finished (``interrupted=True``).
+    """
+    from tqdm.auto import tqdm
+
+    chunk = chunk_length(seeds, chunk_size)
+    run = chunk_runner(fn, static, chunk, vmap_batch(batch_size, chunk))
+    root = jax.random.key(seed)
+    parts, done, interrupted = [], 0, False
+    bar = tqdm(total=seeds, unit="seed", disable=not progress, desc=desc)
+    try:
+        while done < seeds:
+            out = jax.device_get(run(root, jnp.asarray(done, jnp.int32), args))
+            take = min(chunk, seeds - done)
+            parts.append(jax.tree.map(lambda a: np.asarray(a)[:take], out))
+            done += take
+            bar.update(take)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    if not parts:
+        raise KeyboardInterrupt("interrupted before the first chunk of seeds finished")
+    return SeedMap(jax.tree.map(lambda *xs: np.concatenate(xs), *parts), done, interrupted)
 
 
 @dataclasses.dataclass
@@ -245,28 +304,25 @@ class ExperimentResult:
 
 def run_experiment(config: ExperimentConfig, progress: bool = True) -> ExperimentResult:
     """Run every seed of ``config``; an interrupt (Ctrl-C) keeps the chunks already finished."""
-    from tqdm.auto import tqdm
-
+    check_resolution(config.eps, config.problem)
     static, hyper = split_config(config)
-    chunk = config.chunk
-    fn = chunk_runner(static, chunk, config.vmap_batch)
-    root = jax.random.key(config.seed)
-    parts, done, interrupted = [], 0, False
-    bar = tqdm(total=config.seeds, unit="seed", disable=not progress, desc="seeds")
-    try:
-        while done < config.seeds:
-            out = jax.device_get(fn(root, jnp.asarray(done, jnp.int32), hyper))
-            take = min(chunk, config.seeds - done)
-            parts.append(jax.tree.map(lambda a: np.asarray(a)[:take], out))
-            done += take
-            bar.update(take)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-    if not parts:
-        raise KeyboardInterrupt("interrupted before the first chunk of seeds finished")
-    merged = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+    res = map_seeds(simulate_seed, static, hyper, seeds=config.seeds, seed=config.seed,
+                    chunk_size=config.chunk_size, batch_size=config.batch_size, progress=progress)
+    merged = dict(res.out)
     opt = merged.pop("optimal_loss")
-    return ExperimentResult(config=config, per_seed=merged, optimal_loss=opt, n_done=done,
-                            interrupted=interrupted)
+    return ExperimentResult(config=config, per_seed=merged, optimal_loss=opt, n_done=res.n_done,
+                            interrupted=res.interrupted)
+
+
+def check_resolution(eps: float, spec: ProblemSpec) -> None:
+    """The time-to-ε level must be resolvable in the working precision: in float32 an excess loss
+    below ``10·eps₃₂·½‖M‖²`` is rounding noise."""
+    if jnp.result_type(float) == jnp.float64:
+        return
+    floor = 10 * float(np.finfo(np.float32).eps) * 0.5 * float(
+        (spectrum_values(spec.spectrum, spec.k, spec.rank, spec.scale) ** 2).sum()
+        * sigma_eigenvalues(parse_sigma(spec.sigma), spec.n).max())
+    if eps < floor:
+        raise ValueError(f"eps: {eps:g} is below the float32 resolution of the excess loss "
+                         f"(≈ {floor:.2g} at this loss scale); add --x64 (jax_enable_x64) or "
+                         f"raise eps")

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"kaiming": "tab:gray", "gaussian": "tab:brown", "aligned": "tab:green",
-          "aligned-sigma": "tab:olive", "hrp": "tab:red", "pissa": "tab:purple",
+          "aligned-sigma": "tab:olive", "hrp": "tab:red", "hrp-2s": "tab:orange", "pissa": "tab:purple",
           "olora": "tab:pink", "lora-ga": "tab:blue", "lora-one": "tab:cyan"}
 
 
@@ -80,15 +80,163 @@ def final_distribution(summary: dict, res) -> plt.Figure:
     return fig
 
 
+def save_png(fig: plt.Figure, path) -> Path:
+    """Save ``fig`` atomically (temp file + rename) and close it."""
+    path = Path(path)
+    tmp = path.with_name("." + path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    tmp.replace(path)
+    plt.close(fig)
+    return path
+
+
 def save_figures(summary: dict, res, out_dir) -> dict:
     out = Path(out_dir)
-    paths = {}
-    for key, fig in (("fig_curves", loss_curves(summary)),
-                     ("fig_distribution", final_distribution(summary, res))):
-        path = out / (key.removeprefix("fig_") + ".png")
-        tmp = path.with_name("." + path.name + ".tmp.png")
-        fig.savefig(tmp, dpi=120)
-        tmp.replace(path)
-        plt.close(fig)
-        paths[key] = path
-    return paths
+    return {key: save_png(fig, out / (key.removeprefix("fig_") + ".png"))
+            for key, fig in (("fig_curves", loss_curves(summary)),
+                             ("fig_distribution", final_distribution(summary, res)))}
+
+
+# --- figures of `hrp-sim verify` (inputs: the ``data`` entries of ``verify.run_checks``) ---------
+
+def theorem_c_figure(data: dict) -> plt.Figure:
+    """E R_HRP vs preheat rank p (mean, 95 % CI) between Theorem C's two bounds, per spectrum."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    for ax, (label, d) in zip(axes.ravel(), data.items()):
+        grid, lo, hi = (np.asarray(d["bounds"][k]) for k in ("p", "lower", "upper"))
+        ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.15, label="Theorem C bounds")
+        ax.plot(grid, hi, color="tab:blue", lw=1)
+        ax.plot(grid, lo, color="tab:blue", lw=1, ls="--")
+        ax.errorbar(d["p"], d["mean"], yerr=1.96 * np.asarray(d["se"]), fmt="o", ms=4,
+                    color="tab:red", label="HRP (MC mean, 95% CI)")
+        ax.axhline(d["random"], color="tab:gray", ls=":", label="random: (1 − r/n)F")
+        ax.axhline(d["optimal"], color="tab:green", ls=":", label="optimal: T_r")
+        ax.set_title(f"{label} ({d['spectrum']}), {d['seeds']} seeds", fontsize=9)
+        ax.set_xlabel("preheat rank p")
+        ax.set_ylabel("R_HRP = ‖M(I − V̂V̂ᵀ)‖²")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Theorem C: converged freeze-A preheat, m = 48, n = 64, r = 4", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def transient_figure(data: dict) -> plt.Figure:
+    """Random Gaussian A, freeze-A gradient flow: MC mean loss vs the exact expected curve."""
+    t, mean, se = (np.asarray(data[k]) for k in ("t", "mean", "se"))
+    fig, ax = plt.subplots(figsize=(6.6, 4.2))
+    ax.fill_between(t, mean - 1.96 * se, mean + 1.96 * se, color="tab:red", alpha=0.25)
+    ax.plot(t, mean, color="tab:red", label=f"simulated (RK4), mean ± 95% CI, {data['seeds']} seeds")
+    ax.plot(t, data["theory"], "k--", lw=1, label="½(1−r/n)F + (F/2n)·E tr e^{−2tAᵀA}")
+    ax.set_xscale("symlog", linthresh=0.5)
+    ax.set_xlabel("time t")
+    ax.set_ylabel("loss")
+    ax.set_title("Freeze-A learning curve, power:1, m = 48, n = 64, r = 4", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def gap_figure(data: dict) -> plt.Figure:
+    """Classic LoRA (gradient flow): excess loss vs time for random / HRP / aligned starts."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    t = np.asarray(data["t"])
+    floor = 1e-15
+    for name, col in (("random", "tab:gray"), ("hrp", "tab:red"), ("aligned", "tab:green")):
+        label = name if name != "hrp" else f"HRP (p = {data['p']}, T_p = {data['T_p']:g})"
+        ax.plot(t, np.maximum(data[name]["mean"], floor), color=col, lw=2, label=label + " mean")
+        ax.plot(t, np.maximum(data[name]["median"], floor), color=col, lw=1, ls="--")
+    ax.plot([], [], "k--", lw=1, label="median")
+    ax.set_yscale("log")
+    ax.set_xlabel("main-run time t")
+    ax.set_ylabel("L(t) − L_opt (clipped at 1e-15)")
+    ax.set_title(f"Finite-budget gap, classic LoRA, gap:4:0.1, ε = 0.01, {data['seeds']} seeds",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def regimes_figure(data: dict) -> plt.Figure:
+    """HRP quality vs classic-preheat length T_p: simulated, linearised and first-order."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    t = np.asarray(data["t"])
+    keep = t > 0
+    for key, col in (("p4", "tab:purple"), ("p8", "tab:red"), ("p16", "tab:orange")):
+        d = data[key]
+        ax.plot(t[keep], np.asarray(d["ode"])[keep], color=col, lw=2, label=f"{key[1:]}: ODE")
+        ax.plot(t[keep], np.asarray(d["linear"])[keep], color="k", lw=0.9, ls=(0, (3, 3)),
+                zorder=3)
+        ax.axhline(d["first_order"], color=col, lw=0.8, ls=":")
+    ax.plot([], [], "k--", lw=1, label="linearised closed form")
+    ax.plot([], [], "k:", lw=1, label="first-order (C1)")
+    ax.axhline(data["random"], color="tab:gray", lw=1, label="random")
+    ax.axhline(data["optimal"], color="tab:green", lw=1, label="optimal")
+    ax.axvline(1 / data["sigma1"], color="k", lw=0.6)
+    ax.axvline(data["tau_sat"], color="k", lw=0.6)
+    top = ax.get_ylim()[1]
+    ax.text(0.3, top, "first order", fontsize=8, va="top")
+    ax.text(1.2, top, "linear", fontsize=8, va="top")
+    ax.text(data["tau_sat"] * 1.1, top, "saturated", fontsize=8, va="top")
+    ax.set_xscale("log")
+    ax.set_xlabel("preheat length T_p (classic gradient flow)")
+    ax.set_ylabel("½‖M(I − V̂V̂ᵀ)‖² of HRP's right vectors")
+    ax.set_title(f"HRP regimes, gap:4:0.1, ε = {data['eps']}, {data['seeds']} seeds "
+                 "(lines: mean; p = preheat rank)", fontsize=9)
+    ax.legend(fontsize=7, loc="center left")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def anisotropic_figure(data: dict) -> plt.Figure:
+    """Converged freeze-A residual R̃ per direction, random vs adversarial Σ (mean, 95 % CI)."""
+    fig, axes = plt.subplots(1, len(data), figsize=(11, 4.2))
+    for ax, (basis, d) in zip(np.atleast_1d(axes), data.items()):
+        names = [k for k in d if isinstance(d[k], dict)]
+        mean = [d[k]["mean"] for k in names]
+        err = [1.96 * d[k]["se"] for k in names]
+        ax.bar(range(len(names)), mean, yerr=err, color="tab:blue", alpha=0.6, capsize=3)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"Σ eigenbasis {basis} ({d['sigma']}), {d['seeds']} seeds", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    np.atleast_1d(axes)[0].set_ylabel("R̃ = ‖(M − BAᵀ)Σ½‖², A frozen, converged")
+    fig.tight_layout()
+    return fig
+
+
+VERIFY_FIGURES = {"theorem_c": theorem_c_figure, "transient": transient_figure,
+                  "gap": gap_figure, "regimes": regimes_figure, "anisotropic": anisotropic_figure}
+
+
+def sweep_figure(rows: list, flag: str) -> plt.Figure:
+    """Excess loss (mean with 95 % CI, median dashed) vs the first varied flag, one line per init."""
+    from .sweep import numeric
+
+    xs = list(dict.fromkeys(r[flag] for r in rows))
+    num = numeric(xs)
+    pos = {x: (x if num else i) for i, x in enumerate(xs)}
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    for name in dict.fromkeys(r["init"] for r in rows):
+        rs = sorted((r for r in rows if r["init"] == name), key=lambda r: pos[r[flag]])
+        x = np.array([pos[r[flag]] for r in rs], float)
+        y = np.array([r["excess_loss"] for r in rs], float)
+        lo = np.array([r["excess_ci_lo"] for r in rs], float)
+        hi = np.array([r["excess_ci_hi"] for r in rs], float)
+        col = COLORS.get(name)
+        ax.errorbar(x, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="o-",
+                    color=col, capsize=3, label=f"{name} (mean, 95% CI)")
+        ax.plot(x, [r["excess_median"] for r in rs], ls="--", color=col, lw=1)
+    if not num:
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=20)
+    elif min(xs) > 0 and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(flag)
+    ax.set_ylabel("final excess loss L − L*_r (median dashed)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig

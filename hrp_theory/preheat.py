@@ -8,6 +8,13 @@
    so ``Û_r = Q_B W_L[:, :r]`` and ``V̂_r = Q_A W_R[:, :r]``. Cost ``O((m+n)p² + p³)``.
 
 The main run then starts from ``A = c·V̂_r, B = 0`` (``inits.hrp``).
+
+**Two-sided HRP** (``two_sided=True``, THEORY §5.5, not the paper's recipe): keep the preheat's
+*left* factor, ``Q = orth(B_p)`` (a randomized range finder: ``range(B_p) ≈ range(M A_p)``), take
+one gradient ``−∂L/∂A`` at ``(B, A) = (Q, 0)``, which is ``s·CᵀQ``, and read the top-r right singular
+vectors of ``QᵀC``. Then ``‖M(I − P_{V̂_r})‖² ≤ ‖M − [P_Y M]_r‖²`` pathwise, so the fixed-rank HMT
+bound ``(1 + r/(p−r−1))·T_r`` holds in expectation when ``B_p = M A_p`` (one freeze-A GD step of
+learning rate 1 from ``B_p = 0``).
 """
 
 from __future__ import annotations
@@ -64,6 +71,15 @@ def thin_svd_of_product(B: jax.Array, A: jax.Array, r: int):
     return U, S[:r], V
 
 
+def two_sided_directions(B_p: jax.Array, C: jax.Array, r: int):
+    """Top-r singular triplets of ``Q Qᵀ C`` with ``Q = orth(B_p)``: ``Q W_L``, ``Ŝ``, ``W_R`` from
+    the ``p×n`` SVD of ``QᵀC`` (canonical signs)."""
+    Q = jnp.linalg.qr(B_p)[0]
+    W_L, S, W_Rt = jnp.linalg.svd(Q.T @ C, full_matrices=False)
+    U, V = canonical_signs(Q @ W_L[:, :r], W_Rt[:r].T)
+    return U, S[:r], V
+
+
 class Preheated(NamedTuple):
     """Result of a preheat: top-r triplets of ``s_p·B_p A_pᵀ`` and the preheated factors."""
 
@@ -93,10 +109,10 @@ def _b_from_limit(K: jax.Array, R: jax.Array) -> jax.Array:
     return jax.scipy.linalg.solve_triangular(R, K.T, lower=False).T
 
 
-@functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer"))
+@functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer", "two_sided"))
 def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str = "classic",
                      steps: int | str = 20, optimizer: str = "gd", momentum=0.0,
-                     weight_decay=0.0) -> Preheated:
+                     weight_decay=0.0, two_sided: bool = False) -> Preheated:
     """Preheat a rank-p LoRA from ``(B_p = 0, A_p)`` on ``obj``, then take the top-r SVD.
 
     Args:
@@ -106,7 +122,10 @@ def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str
       r: number of singular triplets to return (static).
       form: ``classic`` or ``freeze-a`` (static).
       steps: preheat length ``T_p`` (static int), or ``"converged"`` (freeze-a only).
-      optimizer: ``gd``, ``sgd``, ``adam`` or ``adamw`` (static).
+      optimizer: ``gd``, ``sgd``, ``adam``, ``adamw`` or ``flow`` (gradient flow, RK4 with step
+        ``lr``; static).
+      two_sided: return the two-sided HRP triplets (module docstring) instead of the SVD of
+        ``B_p A_pᵀ`` (static).
     """
     check_preheat(A_p.shape[1], r, form, steps, min(obj.C.shape))
     obj = Objective(C=obj.C, Sigma=obj.Sigma)
@@ -119,4 +138,7 @@ def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str
         B0 = jnp.zeros((obj.C.shape[0], A_p.shape[1]), A_p.dtype)
         params = train(LoraParams(B0, A_p), obj, s, form=form, opt=opt, steps=steps).params
         U, S, V = thin_svd_of_product(params.B, params.A, r)
+    if two_sided:
+        U, S, V = two_sided_directions(params.B, obj.C, r)
+        return Preheated(U=U, S=S, V=V, params=params)
     return Preheated(U=U, S=s * S, V=V, params=params)

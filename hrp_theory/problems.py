@@ -14,6 +14,9 @@ Spectra are given as strings (the CLI's ``--spectrum``):
                           (default 0.1)
 ``flat``                  all ``rank`` values equal to 1
 ``values:v1,v2,…``        the listed values, taken literally (sorted, descending)
+``gap:k:g``               THEORY §5.4's eigengap spectrum: ``1, 0.9, …, 1 − 0.1(k−1)``, then
+                          ``(σ_k − g)·0.85^j``: the gap ``σ_k − σ_{k+1}`` is ``g``
+                          (``gap:4:0.1`` is ``(1, .9, .8, .7, .6·.85^j)``)
 ========================  =====================================================
 
 ``rank`` (default ``min(m, n)``) is the number of nonzero values; families are scaled so that
@@ -37,7 +40,7 @@ import numpy as np
 
 from .losses import Objective
 
-SPECTRUM_FAMILIES = ("power", "exp", "rank", "spike", "flat", "values")
+SPECTRUM_FAMILIES = ("power", "exp", "rank", "spike", "flat", "values", "gap")
 SIGMA_BASES = ("random", "adversarial", "aligned")
 
 
@@ -111,6 +114,19 @@ def spectrum_values(spectrum: str, k: int, rank: int | None = None, scale: float
             if x <= 0:
                 raise ValueError(f"{field}: exp scale τ must be > 0, got {x}")
             sig = np.exp(-(i - 1) / x)
+    elif family == "gap":
+        head, _, g = arg.partition(":")
+        if not head or not g:
+            raise ValueError(f"{field}: gap needs a count and a gap, e.g. 'gap:4:0.1'")
+        kk = _count(head, field, "write e.g. 'gap:4:0.1'")
+        g = _number(g, field, "write e.g. 'gap:4:0.1'")
+        if not (1 <= kk <= min(10, nonzero - 1)):
+            raise ValueError(f"{field}: gap count {kk} must be between 1 and "
+                             f"{min(10, nonzero - 1)} (the head steps down by 0.1 from 1)")
+        top = 1 - 0.1 * (kk - 1)
+        if not (0 < g < top):
+            raise ValueError(f"{field}: gap {g} must lie in (0, {top:g}) so σ_{kk + 1} > 0")
+        sig = np.where(i <= kk, 1 - 0.1 * (i - 1), (top - g) * 0.85 ** (i - kk - 1))
     elif family in ("rank", "spike"):
         head, _, level = arg.partition(":")
         if not head:

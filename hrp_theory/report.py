@@ -9,7 +9,7 @@ import numpy as np
 from .inits import RANDOM_INITS
 from .metrics import time_to_excess
 from .montecarlo import ExperimentResult
-from .results import provenance, write_json, write_npz
+from .results import provenance, write_json, write_npz, write_text
 from .stats import curve_band, paired_difference, summarize
 
 
@@ -71,7 +71,7 @@ def summarize_experiment(res: ExperimentResult) -> dict:
         inits[name] = entry
     return {"config": cfg, "provenance": provenance(), "seeds_done": res.n_done,
             "interrupted": res.interrupted, "optimal_loss": summarize(opt),
-            "preheat_rank": cfg.preheat_rank if "hrp" in cfg.inits else None,
+            "preheat_rank": cfg.preheat_rank if cfg.preheats else None,
             "steps": steps.tolist(), "reference": ref, "inits": inits}
 
 
@@ -128,3 +128,67 @@ def save_experiment(res: ExperimentResult, out_dir, json_path=None, figures: boo
         paths.update(save_figures(summary, res, out))
     summary["paths"] = {k: str(v) for k, v in paths.items()}
     return summary
+
+
+# --- `hrp-sim verify` ---------------------------------------------------------------------------------
+
+def _num(x) -> str:
+    return "—" if x is None else f"{x:.6g}"
+
+
+def verify_table(result: dict) -> str:
+    """Terminal table of the verification catalogue: one row per check, verdict last."""
+    head = (f"{'check':<52}{'prediction':>13}{'measured':>13}{'SE':>11}{'tol':>10}{'seeds':>8}"
+            "  verdict")
+    lines = [head, "-" * len(head)]
+    for c in result["checks"]:
+        short = lambda x: "—" if x is None else f"{x:.3g}"  # noqa: E731
+        lines.append(f"{c['name'][:51]:<52}{_num(c['prediction']):>13}{_num(c['measured']):>13}"
+                     f"{short(c['se']):>11}{short(c['tolerance']):>10}{c['seeds']:>8}  "
+                     f"{'pass' if c['passed'] else 'FAIL'}")
+    n_ok = sum(c["passed"] for c in result["checks"])
+    lines.append(f"{n_ok}/{len(result['checks'])} rows pass"
+                 + (" (INTERRUPTED: partial catalogue)" if result["interrupted"] else ""))
+    return "\n".join(lines)
+
+
+def verify_markdown(result: dict, figures: dict) -> str:
+    """The Markdown report: verdict, settings, the full table (with settings and rules), figures."""
+    st = result["settings"]
+    n_ok = sum(c["passed"] for c in result["checks"])
+    out = ["# hrp-theory: THEORY.md checks vs Monte Carlo", "",
+           f"**Verdict: {'ALL PASS' if result['passed'] else 'FAILURES'}** — {n_ok}/"
+           f"{len(result['checks'])} rows pass; {'quick' if st['quick'] else 'full'} run, "
+           f"float64, root seed {st['seed']}, expectations within {st['n_se_expect']:g} SE, bounds "
+           f"within {st['n_se_bound']:g} SE, pathwise identities at {st['pathwise_tol']:g}.", "",
+           "Values are R = ‖(M − BAᵀ)Σ^{1/2}‖² (twice the loss) unless the setting says loss.", "",
+           "| check | setting | prediction / bound | measured | SE | tolerance | seeds | rule | "
+           "verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in result["checks"]:
+        out.append(f"| {c['name']} | {c['setting']} | {_num(c['prediction'])} | "
+                   f"{_num(c['measured'])} | {_num(c['se'])} | {_num(c['tolerance'])} | "
+                   f"{c['seeds']} | {c['rule']} | {'pass' if c['passed'] else '**FAIL**'} |")
+    out += ["", "Wall time per check (s): " + ", ".join(
+        f"{k} {v:.1f}" for k, v in result["timings_s"].items()), ""]
+    for key, path in figures.items():
+        out += [f"## {key}", "", f"![{key}]({Path(path).name})", ""]
+    return "\n".join(out)
+
+
+def save_verification(result: dict, out_dir, json_path=None, figures: bool = True) -> dict:
+    """Write ``verify.json``, ``report.md`` and the figures to ``out_dir`` (atomically)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = {}
+    if figures:
+        from .plotting import VERIFY_FIGURES, save_png
+
+        figs = {key: save_png(fn(result["data"][key]), out / f"{key}.png")
+                for key, fn in VERIFY_FIGURES.items() if key in result["data"]}
+    doc = dict(result, provenance=provenance())
+    paths = {"json": write_json(out / "verify.json", doc)}
+    if json_path is not None:
+        paths["json_copy"] = write_json(json_path, doc)
+    paths["report"] = write_text(out / "report.md", verify_markdown(result, figs))
+    paths.update({f"fig_{k}": v for k, v in figs.items()})
+    return {k: str(v) for k, v in paths.items()}

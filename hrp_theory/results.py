@@ -41,17 +41,17 @@ def _atomic(path: Path, write) -> Path:
     return path
 
 
-def _jsonable(x):
+def jsonable(x):
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: _jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        return {f.name: jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, np.generic):
-        return _jsonable(x.item())
+        return jsonable(x.item())
     if isinstance(x, float) and not np.isfinite(x):
         return None if np.isnan(x) else ("inf" if x > 0 else "-inf")
     return x
@@ -59,7 +59,12 @@ def _jsonable(x):
 
 def write_json(path, obj) -> Path:
     """Write ``obj`` as JSON atomically (temp file + rename); NaN becomes null, ±inf a string."""
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
+    return _atomic(Path(path), lambda f: f.write(text.encode()))
+
+
+def write_text(path, text: str) -> Path:
+    """Write a text file atomically (temp file + rename)."""
     return _atomic(Path(path), lambda f: f.write(text.encode()))
 
 

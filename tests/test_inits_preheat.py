@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrp_theory import LoraSpec, Objective, ProblemSpec, make_problem, thin_svd_of_product
+from hrp_theory import Objective, ProblemSpec, make_problem, thin_svd_of_product
 from hrp_theory.inits import INITS, InitHyper, InitStatic, draw, families_needed, initialize
 from hrp_theory.losses import population_loss, shift_target
 from hrp_theory.preheat import converged_freeze_a, preheat_then_svd

@@ -1,6 +1,5 @@
 """Notebooks (jupytext percent .py files) execute end to end at smoke size."""
 
-import os
 from pathlib import Path
 
 import pytest
