@@ -211,9 +211,14 @@ VERIFY_FIGURES = {"theorem_c": theorem_c_figure, "transient": transient_figure,
                   "gap": gap_figure, "regimes": regimes_figure, "anisotropic": anisotropic_figure}
 
 
-def sweep_figure(rows: list, flag: str) -> plt.Figure:
-    """Excess loss (mean with 95 % CI, median dashed) vs the first varied flag, one line per init."""
+def sweep_figure(rows: list, flag: str, dtype: str = "float32") -> plt.Figure:
+    """Excess loss (mean with 95 % CI, median dashed) vs the first varied flag, one line per init;
+    values are clipped at the dtype's resolution of the loss (drawn dotted), as in ``loss_curves``."""
     from .sweep import numeric
+
+    eps = np.finfo(np.float64 if dtype == "float64" else np.float32).eps
+    floor = 10 * eps * max(abs(r["final_loss"]) for r in rows)
+    clip = lambda v: np.maximum(np.asarray(v, float), floor)  # noqa: E731
 
     xs = list(dict.fromkeys(r[flag] for r in rows))
     num = numeric(xs)
@@ -226,9 +231,11 @@ def sweep_figure(rows: list, flag: str) -> plt.Figure:
         lo = np.array([r["excess_ci_lo"] for r in rs], float)
         hi = np.array([r["excess_ci_hi"] for r in rs], float)
         col = COLORS.get(name)
-        ax.errorbar(x, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="o-",
-                    color=col, capsize=3, label=f"{name} (mean, 95% CI)")
-        ax.plot(x, [r["excess_median"] for r in rs], ls="--", color=col, lw=1)
+        y, lo, hi = clip(y), clip(lo), clip(hi)
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o-", color=col, capsize=3,
+                    label=f"{name} (mean, 95% CI)")
+        ax.plot(x, clip([r["excess_median"] for r in rs]), ls="--", color=col, lw=1)
+    ax.axhline(floor, color="k", lw=0.6, ls=":", label=f"{dtype} resolution")
     if not num:
         ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=20)
     elif min(xs) > 0 and max(xs) / min(xs) > 20:

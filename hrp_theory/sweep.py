@@ -139,9 +139,9 @@ def run_sweep(vary, base: argparse.Namespace, config_from_args, out_dir, progres
 
 def write_table(rows: list, vary, out: Path) -> dict:
     """``sweep.csv``, ``sweep.json`` and ``sweep.png`` for the rows done so far."""
+    prov = provenance()
     paths = {"json": write_json(out / "sweep.json", {
-        "vary": {d.replace("_", "-"): v for d, v in vary}, "rows": rows,
-        "provenance": provenance()})}
+        "vary": {d.replace("_", "-"): v for d, v in vary}, "rows": rows, "provenance": prov})}
     if rows:
         cols = list(dict.fromkeys(k for r in rows for k in r))
         buf = io.StringIO()
@@ -151,8 +151,8 @@ def write_table(rows: list, vary, out: Path) -> dict:
         paths["csv"] = write_text(out / "sweep.csv", buf.getvalue())
         from .plotting import save_png, sweep_figure
 
-        paths["figure"] = save_png(sweep_figure(rows, vary[0][0].replace("_", "-")),
-                                   out / "sweep.png")
+        paths["figure"] = save_png(sweep_figure(rows, vary[0][0].replace("_", "-"),
+                                                prov["dtype"]), out / "sweep.png")
     return {k: str(v) for k, v in paths.items()}
 
 
