@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="compare over a list of values of any compare flag")
     _add_compare_flags(sw)
     sw.set_defaults(out="hrp-results/sweep")
+    p.sweep_parser = sw  # parse_vary reads the compare flags' types from it
     sw.add_argument("--vary", action="append", default=[], metavar="FLAG=V1,V2,…",
                     help="a compare flag (no dashes) and its values; several --vary are zipped")
     ver = sub.add_parser("verify", help="THEORY.md checks vs Monte Carlo (float64)")
@@ -241,8 +242,7 @@ def run_verify(a: argparse.Namespace) -> int:
 def run_sweep(a: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int:
     from . import sweep
 
-    sub = parser._subparsers._group_actions[0].choices["sweep"]
-    vary = sweep.parse_vary(a.vary, sub, argv)
+    vary = sweep.parse_vary(a.vary, parser.sweep_parser, argv)
     _x64(a)
     _check_out(a.out)
     t0 = time.perf_counter()

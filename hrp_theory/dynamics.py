@@ -3,7 +3,8 @@
 Update (GD):  ``B ← B − η ∇_B L``,  ``A ← A − η ∇_A L`` (frozen factors are left as they are).
 ``sgd``, ``adam`` and ``adamw`` are optax's, on the same exact (full-batch) gradients; ``sgd``
 takes an optional heavy-ball ``momentum``. ``flow`` is gradient flow ``dθ/dt = −∇L`` integrated
-by RK4 with step ``dt = lr`` (``flow.py``), so ``steps·lr`` is the time horizon.
+by RK4 with step ``dt = lr`` (``rk4_step``), so ``steps·lr`` is the time horizon (``flow.py``
+adds the adaptive integrator and trajectory API on top).
 
 Records are taken at step 0 and after every ``record_every`` steps by a nested scan, so memory is
 ``O(steps / record_every)`` whatever the number of steps.
@@ -19,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .flow import RK4, rk4_step
 from .lora import LoraParams, trains
 from .losses import Objective, factor_grads, population_loss, train_loss
 
@@ -103,6 +103,30 @@ def make_optimizer(name: str, lr, momentum=0.0, weight_decay=0.0):
     if name == "adamw":
         return optax.adamw(lr, weight_decay=weight_decay)
     raise ValueError(check_optimizer(name))
+
+
+class RK4(NamedTuple):
+    """The ``"flow"`` optimizer: gradient flow integrated by RK4 with step ``dt`` (may be traced)."""
+
+    dt: jax.Array
+
+
+def velocity(params: LoraParams, obj: Objective, s, train_B: bool, train_A: bool) -> LoraParams:
+    """``−∇L`` for the trained factors, 0 for the frozen ones."""
+    return jax.tree.map(jnp.negative, factor_grads(params, obj, s, train_B, train_A))
+
+
+def rk4_step(params: LoraParams, obj: Objective, s, dt, train_B: bool = True,
+             train_A: bool = True) -> LoraParams:
+    """One classical RK4 step of the gradient flow."""
+    f = lambda p: velocity(p, obj, s, train_B, train_A)  # noqa: E731
+    axpy = lambda a, x, y: jax.tree.map(lambda u, v: v + a * u, x, y)  # noqa: E731
+    k1 = f(params)
+    k2 = f(axpy(dt / 2, k1, params))
+    k3 = f(axpy(dt / 2, k2, params))
+    k4 = f(axpy(dt, k3, params))
+    return jax.tree.map(lambda p, a, b, c, d: p + dt / 6 * (a + 2 * b + 2 * c + d),
+                        params, k1, k2, k3, k4)
 
 
 class TrainResult(NamedTuple):

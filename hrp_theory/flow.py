@@ -3,7 +3,7 @@
 Two integrators:
 
 * ``rk4`` — classical fixed-step Runge–Kutta (order 4) under ``lax.scan``. It is the optimizer
-  ``"flow"`` of ``dynamics.train`` (learning rate = step ``dt``, ``steps·dt`` = horizon), so every
+  ``"flow"`` of ``dynamics.train`` (``dynamics.rk4_step``) (learning rate = step ``dt``, ``steps·dt`` = horizon), so every
   runner, recorder and snapshot that works for GD works for gradient flow too. ``euler`` is GD
   with ``lr = dt`` (order 1), kept for convergence-order tests.
 * ``tsit5`` — adaptive Tsitouras 5(4) with a PID step-size controller (diffrax; optional extra
@@ -22,34 +22,11 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .dynamics import make_optimizer, train, velocity
 from .lora import LoraParams, trains
-from .losses import Objective, factor_grads
+from .losses import Objective
 
 METHODS = ("euler", "rk4", "tsit5")
-
-
-class RK4(NamedTuple):
-    """The ``"flow"`` optimizer: gradient flow integrated by RK4 with step ``dt`` (may be traced)."""
-
-    dt: jax.Array
-
-
-def velocity(params: LoraParams, obj: Objective, s, train_B: bool, train_A: bool) -> LoraParams:
-    """``−∇L`` for the trained factors, 0 for the frozen ones."""
-    return jax.tree.map(jnp.negative, factor_grads(params, obj, s, train_B, train_A))
-
-
-def rk4_step(params: LoraParams, obj: Objective, s, dt, train_B: bool = True,
-             train_A: bool = True) -> LoraParams:
-    """One classical RK4 step of the gradient flow."""
-    f = lambda p: velocity(p, obj, s, train_B, train_A)  # noqa: E731
-    axpy = lambda a, x, y: jax.tree.map(lambda u, v: v + a * u, x, y)  # noqa: E731
-    k1 = f(params)
-    k2 = f(axpy(dt / 2, k1, params))
-    k3 = f(axpy(dt / 2, k2, params))
-    k4 = f(axpy(dt, k3, params))
-    return jax.tree.map(lambda p, a, b, c, d: p + dt / 6 * (a + 2 * b + 2 * c + d),
-                        params, k1, k2, k3, k4)
 
 
 class Flow(NamedTuple):
@@ -113,8 +90,6 @@ def gradient_flow(params: LoraParams, obj: Objective, s, *, form: str, t_end: fl
     observe = observe or (lambda p: p)
     t = jnp.linspace(0.0, t_end, saves + 1, dtype=params.A.dtype)
     if method != "tsit5":
-        from .dynamics import make_optimizer, train
-
         opt = make_optimizer("flow" if method == "rk4" else "gd", dt)
         res = train(params, obj, s, form=form, opt=opt, steps=per_save * saves,
                     record_every=per_save, observe=observe)

@@ -26,6 +26,7 @@ from .lora import LoraSpec
 from .losses import population_loss, shift_target
 from .metrics import direction_metrics
 from .preheat import check_preheat
+from .stats import resolution
 from .problems import (ProblemArrays, ProblemSpec, build_problem, optimal_loss, parse_sigma,
                        problem_arrays, sigma_eigenvalues, spectrum_values)
 
@@ -319,9 +320,9 @@ def check_resolution(eps: float, spec: ProblemSpec) -> None:
     below ``10·eps₃₂·½‖M‖²`` is rounding noise."""
     if jnp.result_type(float) == jnp.float64:
         return
-    floor = 10 * float(np.finfo(np.float32).eps) * 0.5 * float(
+    floor = resolution("float32", 0.5 * float(
         (spectrum_values(spec.spectrum, spec.k, spec.rank, spec.scale) ** 2).sum()
-        * sigma_eigenvalues(parse_sigma(spec.sigma), spec.n).max())
+        * sigma_eigenvalues(parse_sigma(spec.sigma), spec.n).max()))
     if eps < floor:
         raise ValueError(f"eps: {eps:g} is below the float32 resolution of the excess loss "
                          f"(≈ {floor:.2g} at this loss scale); add --x64 (jax_enable_x64) or "

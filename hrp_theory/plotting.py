@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .stats import resolution  # noqa: E402
+
 COLORS = {"kaiming": "tab:gray", "gaussian": "tab:brown", "aligned": "tab:green",
           "aligned-sigma": "tab:olive", "hrp": "tab:red", "hrp-2s": "tab:orange", "pissa": "tab:purple",
           "olora": "tab:pink", "lora-ga": "tab:blue", "lora-one": "tab:cyan"}
@@ -17,10 +19,9 @@ COLORS = {"kaiming": "tab:gray", "gaussian": "tab:brown", "aligned": "tab:green"
 
 def resolution_floor(summary: dict) -> float:
     """Smallest excess loss the dtype resolves at this loss scale (curves are clipped there)."""
-    eps = np.finfo(np.float64 if summary["provenance"]["dtype"] == "float64" else np.float32).eps
     scale = max(abs(summary["optimal_loss"]["mean"] or 0.0),
                 max(e["curve"]["mean"][0] for e in summary["inits"].values()))
-    return 10 * eps * scale
+    return resolution(summary["provenance"]["dtype"], scale)
 
 
 def _title(summary: dict) -> str:
@@ -214,14 +215,11 @@ VERIFY_FIGURES = {"theorem_c": theorem_c_figure, "transient": transient_figure,
 def sweep_figure(rows: list, flag: str, dtype: str = "float32") -> plt.Figure:
     """Excess loss (mean with 95 % CI, median dashed) vs the first varied flag, one line per init;
     values are clipped at the dtype's resolution of the loss (drawn dotted), as in ``loss_curves``."""
-    from .sweep import numeric
-
-    eps = np.finfo(np.float64 if dtype == "float64" else np.float32).eps
-    floor = 10 * eps * max(abs(r["final_loss"]) for r in rows)
+    floor = resolution(dtype, max(abs(r["final_loss"]) for r in rows))
     clip = lambda v: np.maximum(np.asarray(v, float), floor)  # noqa: E731
 
     xs = list(dict.fromkeys(r[flag] for r in rows))
-    num = numeric(xs)
+    num = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     pos = {x: (x if num else i) for i, x in enumerate(xs)}
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
     for name in dict.fromkeys(r["init"] for r in rows):

@@ -132,13 +132,14 @@ def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str
     if steps == "converged":
         K, Q, R = freeze_a_limit(A_p, obj, s)
         params = LoraParams(B=_b_from_limit(K, R), A=A_p)
-        U, S, V = thin_svd_of_product(K, Q, r)  # same product, better conditioned factors
+        factors = (K, Q)  # same product, better conditioned factors
     else:
         opt = make_optimizer(optimizer, lr, momentum, weight_decay)
         B0 = jnp.zeros((obj.C.shape[0], A_p.shape[1]), A_p.dtype)
         params = train(LoraParams(B0, A_p), obj, s, form=form, opt=opt, steps=steps).params
-        U, S, V = thin_svd_of_product(params.B, params.A, r)
+        factors = (params.B, params.A)
     if two_sided:
         U, S, V = two_sided_directions(params.B, obj.C, r)
         return Preheated(U=U, S=S, V=V, params=params)
+    U, S, V = thin_svd_of_product(*factors, r)
     return Preheated(U=U, S=s * S, V=V, params=params)

@@ -9,6 +9,12 @@ import numpy as np
 from scipy import stats as _st
 
 
+def resolution(dtype: str, scale: float) -> float:
+    """Smallest difference of losses of size ``scale`` that ``dtype`` ("float32"/"float64")
+    resolves: ``10·eps·scale``. Excess losses below it are rounding noise."""
+    return 10 * float(np.finfo(np.float64 if dtype == "float64" else np.float32).eps) * scale
+
+
 def summarize(x, level: float = 0.95) -> dict:
     """``{mean, se, median, q05, q95, ci95, n, n_nonfinite}`` of the finite entries of ``x``.
 

@@ -20,7 +20,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 
 from .results import jsonable, provenance, write_json, write_text
 
@@ -155,7 +154,3 @@ def write_table(rows: list, vary, out: Path) -> dict:
                                                 prov["dtype"]), out / "sweep.png")
     return {k: str(v) for k, v in paths.items()}
 
-
-def numeric(values) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and \
-        bool(np.all(np.isfinite(np.asarray(values, float))))
