@@ -162,7 +162,8 @@ def _add_real_commands(sub) -> None:
     real.add_argument("--seed", type=int, default=0, help="root seed")
     real.add_argument("--steps", type=int, default=d.steps, help="K, main-run steps (default %(default)s)")
     real.add_argument("--lr", type=float, default=d.lr, help="main and preheat lr (default %(default)s)")
-    real.add_argument("--optimizer", default=d.optimizer, help=f"{'|'.join(OPTIMIZERS)} (default %(default)s)")
+    real.add_argument("--optimizer", default=d.optimizer,
+                      help=f"{'|'.join(OPTIMIZERS)} (default %(default)s)")
     real.add_argument("--preheat-steps", type=int, default=d.preheat_steps, help="T_p (default %(default)s)")
     real.add_argument("--tokens", type=int, default=None,
                       help="tokens per covariance (default 4·d, the minimum)")

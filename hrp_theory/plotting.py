@@ -14,7 +14,8 @@ from .stats import resolution  # noqa: E402
 
 COLORS = {"kaiming": "tab:gray", "gaussian": "tab:brown", "aligned": "tab:green",
           "aligned-sigma": "tab:olive", "hrp": "tab:red", "hrp-sigma": "darkred",
-          "hrp-2s": "tab:orange", "pissa": "tab:purple", "olora": "tab:pink", "lora-ga": "tab:blue", "lora-one": "tab:cyan"}
+          "hrp-2s": "tab:orange", "pissa": "tab:purple", "olora": "tab:pink",
+          "lora-ga": "tab:blue", "lora-one": "tab:cyan"}
 
 
 def resolution_floor(summary: dict) -> float:

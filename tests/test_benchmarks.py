@@ -20,3 +20,16 @@ def test_throughput_benchmark_tiny(tmp_path, monkeypatch):
         assert k in js
     assert js["ratio_vs_numpy"] > 0
     assert js["max_abs_difference"] < 1e-4  # both loops compute the same run
+
+
+def test_preheat_svd_benchmark_tiny(tmp_path, monkeypatch):
+    out, fig = tmp_path / "ps.json", tmp_path / "ps.png"
+    mod = runpy.run_path(str(ROOT / "benchmarks" / "preheat_svd.py"))
+    assert mod["main"](["--widths", "32,64", "--p", "8", "--r", "2", "--preheat-steps", "2",
+                        "--repeats", "1", "--json", str(out), "--figure", str(fig)]) == 0
+    js = json.loads(out.read_text())
+    assert [r["width"] for r in js["rows"]] == [32, 64]
+    for r in js["rows"]:
+        assert r["thin_s"] > 0 and r["speedup"] > 0
+        assert r["top_r_rel_err"] < 1e-3  # thin and dense give the same top-r spectrum
+    assert fig.stat().st_size > 0

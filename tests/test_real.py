@@ -322,3 +322,10 @@ def test_minilm_finetune_then_real_study_end_to_end(tmp_path, capsys):
                    - L["optimal_loss"]) < 1e-8
     for f in ("report.json", "table.txt", "heatmap.png", "per_seed.npz"):
         assert (out / f).stat().st_size > 0
+
+
+def test_diverged_runs_are_counted_not_averaged():
+    s = study._ms([0.5, 0.7, 5e3, np.nan, np.inf], loss=True)
+    assert s["n"] == 2 and s["diverged"] == 3 and abs(s["mean"] - 0.6) < 1e-12
+    # captured energy is never a divergence, whatever its value
+    assert study._ms([0.2, 0.4])["diverged"] == 0

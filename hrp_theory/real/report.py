@@ -75,8 +75,7 @@ def heatmap(report: dict):
                              sharey=True)
     for ax, (metric, title, cmap, is_loss) in zip(axes, METRICS):
         X = matrix(report, metric)
-        cm = plt.get_cmap(cmap).copy()
-        cm.set_bad("lightgrey")
+        cm = plt.get_cmap(cmap).with_extremes(bad="lightgrey")
         if is_loss:  # excess over the best rank-r loss, on a log scale
             X = X - np.array([L["optimal_loss"] for L in report["layers"]])[:, None]
             norm = LogNorm(vmin=1e-3, vmax=1.0, clip=True)

@@ -26,11 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..dynamics import check_optimizer, make_optimizer, train
-from ..inits import INITS, InitHyper, InitStatic, check_inits, draw, initialize
+from ..inits import InitHyper, InitStatic, check_inits, draw, initialize
 from ..losses import population_loss, shift_target
 from ..metrics import direction_metrics
 from ..montecarlo import map_seeds, vmap_batch
-from ..preheat import check_preheat, converged_freeze_a
+from ..preheat import converged_freeze_a
 from ..problems import Problem, haar_orthogonal, problem_from_matrices, spectrum_values
 from ..stats import summarize
 from . import bert, checkpoints, finetune, text
@@ -338,9 +338,9 @@ def run_study(cfg: RealConfig, progress: bool = True, log=print) -> dict:
             o = out[name]
             entry["inits"][name] = {
                 "captured_energy": _ms(o["captured_energy"]),
-                "loss": _ms(o["loss_classic"]),
-                "loss_freeze_a": _ms(o["loss_freeze-a"]),
-                "loss_freeze_a_limit": _ms(o["loss_freeze-a_limit"]),
+                "loss": _ms(o["loss_classic"], loss=True),
+                "loss_freeze_a": _ms(o["loss_freeze-a"], loss=True),
+                "loss_freeze_a_limit": _ms(o["loss_freeze-a_limit"], loss=True),
                 "captured_energy_whitened": _ms(o["captured_energy_whitened"]),
                 "principal_angles_deg": np.nanmean(o["angles_deg"], axis=0).tolist(),
                 "principal_angles_whitened_deg": np.nanmean(o["angles_whitened_deg"],
@@ -351,6 +351,11 @@ def run_study(cfg: RealConfig, progress: bool = True, log=print) -> dict:
     return report
 
 
-def _ms(x) -> dict:
-    s = summarize(x)
+#: A relative loss above this (the run started at 1) counts as diverged, like NaN/inf.
+DIVERGED = 1e3
+
+
+def _ms(x, loss: bool = False) -> dict:
+    x = np.asarray(x, np.float64)
+    s = summarize(np.where(x > DIVERGED, np.inf, x) if loss else x)
     return {"mean": s["mean"], "se": s["se"], "n": s["n"], "diverged": s["n_nonfinite"]}
