@@ -101,6 +101,9 @@ def test_resolve_prefers_msgpack_in_a_model_folder(tiny):
     _, folder = tiny
     assert ck.resolve(folder)[0] == "msgpack"
     assert ck.resolve(folder / ck.ORBAX)[0] == "orbax"
+    for sub in (ck.MSGPACK, ck.ORBAX, ck.SAFETENSORS, ""):  # config and tokenizer sit beside
+        assert ck.model_folder(folder / sub) == folder
+        assert ck.read_config(folder / sub)["hidden_size"] == 8
 
 
 def test_convert_writes_msgpack_and_orbax_bit_exact(tiny, tmp_path):

@@ -300,7 +300,7 @@ def convert(src, out) -> dict:
     tree = load(p)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = p if p.is_dir() and fmt != "orbax" else p.parent
+    folder = model_folder(p)
     for name in MODEL_FILES:
         if (folder / name).exists():
             shutil.copyfile(folder / name, out / name)
@@ -321,11 +321,17 @@ def convert(src, out) -> dict:
             "kernels": len([k for k in ref if k.endswith("/kernel")])}
 
 
+def model_folder(path) -> Path:
+    """The folder holding a checkpoint's ``config.json`` and tokenizer: the one around its
+    weights file or orbax directory."""
+    return resolve(path)[1].parent
+
+
 def read_config(path) -> dict:
-    """``config.json`` next to a checkpoint (in its folder or the folder above)."""
-    fmt, p = resolve(path)
-    for folder in (p if p.is_dir() else p.parent, p.parent, p.parent.parent):
+    """``config.json`` next to a checkpoint (in its model folder or the one above)."""
+    folder = model_folder(path)
+    for folder in (folder, folder.parent):
         if (folder / "config.json").exists():
             return json.loads((folder / "config.json").read_text())
-    raise CheckpointError(f"checkpoint: no config.json next to {str(p)!r}; copy the model's "
+    raise CheckpointError(f"checkpoint: no config.json next to {str(path)!r}; copy the model's "
                           "config.json there (hrp-sim convert does)")

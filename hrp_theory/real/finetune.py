@@ -69,7 +69,7 @@ def finetune(checkpoint, out, cfg: FinetuneConfig = FinetuneConfig(), data=None,
     texts, labels = text.load_polarity(data)
     tree = checkpoints.load(checkpoint)
     _, path = checkpoints.resolve(checkpoint)
-    folder = path if path.is_dir() else path.parent
+    folder = checkpoints.model_folder(checkpoint)
     model = bert.Bert(bert.BertConfig.from_dict(checkpoints.read_config(checkpoint)))
     tok = bert.tokenizer(folder, max_length=cfg.max_length, pad_to_multiple_of=cfg.max_length)
     tr, te = text.split(len(texts), cfg.held_out, cfg.seed)

@@ -89,6 +89,7 @@ class RealConfig:
         if self.sigma not in SIGMAS:
             raise ValueError(f"sigma: {self.sigma!r}; use one of {', '.join(SIGMAS)}")
         check_optimizer(self.optimizer)
+        # names only here; lora-ga's 2r <= min(out, in) is checked per layer in load_layers
         object.__setattr__(self, "inits", check_inits(self.inits, self.r, 2 * self.r))
         if self.delta.startswith("synthetic:"):
             spectrum_values(self.delta.split(":", 1)[1], 8)  # raises on a bad spectrum
@@ -147,8 +148,7 @@ def covariances(cfg: RealConfig, tree: dict, paths: list[str], progress: bool = 
     texts, _ = text.load_polarity(cfg.data)
     train_idx, _ = text.split(len(texts), seed=cfg.seed)
     order = np.random.default_rng(cfg.seed).permutation(train_idx)
-    _, p = checkpoints.resolve(base)
-    tok = bert.tokenizer(p if p.is_dir() else p.parent)
+    tok = bert.tokenizer(checkpoints.model_folder(base))
     chosen, count = [], 0
     for i in order:
         chosen.append(texts[i])
@@ -187,7 +187,7 @@ def load_layers(cfg: RealConfig, progress: bool = True) -> tuple[list[LayerData]
         ds = checkpoints.deltas(tree, checkpoints.load(dp), cfg.layers)
         info["delta"] = str(dp)
         info["finetune"] = {k: v for k, v in finetune.read_summary(
-            dp if dp.is_dir() else dp.parent).items() if k in ("held_out_accuracy", "config")}
+            checkpoints.model_folder(dp)).items() if k in ("held_out_accuracy", "config")}
     for path, dW in ds:
         if not np.any(dW):
             raise ValueError(f"delta: ΔW of layer {path!r} is zero; the fine-tuned checkpoint "
