@@ -1,8 +1,11 @@
 """Monte Carlo over seeds: every init on the same problem per seed (paired), jitted and chunked.
 
 Seed ``i`` uses ``fold_in(root, i)``, so its result does not depend on how many seeds run, on the
-chunk size or on jit. Seeds run in chunks of ``chunk_size`` (one jitted call each, a tqdm bar over
-chunks); inside a chunk ``lax.map(batch_size=…)`` vmaps ``batch_size`` seeds at a time. Shape- and
+chunk size, on the number of devices or on jit. Seeds run in chunks of ``chunk_size`` (one jitted
+call each, a tqdm bar over chunks); inside a chunk ``lax.map(batch_size=…)`` vmaps ``batch_size``
+seeds at a time. With several devices the chunk's seed axis is sharded over a ``("seeds",)`` mesh
+(``NamedSharding(mesh, P("seeds"))`` via ``jax.shard_map``): each device maps its own seeds, and
+nothing is communicated until the results come back to the host. Shape- and
 branch-defining settings are static; every float (learning rates, scales, spectra) is traced, so
 a sweep over them compiles once.
 """
@@ -64,8 +67,10 @@ class ExperimentConfig:
       init_std: Gaussian entry std (default ``1/√(3n)``, Kaiming-uniform's).
       seeds, seed: number of seeds and the root seed.
       chunk_size: seeds per jitted call (default: ≤ 64, evenly split).
-      batch_size: seeds vmapped together inside a chunk (default 1 on CPU, the chunk on GPU;
-        at most ``CPU_MAX_BATCH`` = 8 on CPU, see there).
+      batch_size: seeds vmapped together inside a chunk on one device (default 1 on CPU, the
+        device's share of the chunk on GPU; at most ``CPU_MAX_BATCH`` = 8 on CPU, see there).
+      devices: local devices the seed axis is sharded over (default: all of the default
+        backend's; 1 on a plain CPU).
       eps: excess-loss level for the time-to-ε metric.
     """
 
@@ -80,6 +85,7 @@ class ExperimentConfig:
     seed: int = 0
     chunk_size: int | None = None
     batch_size: int | None = None
+    devices: int | None = None
     eps: float = 1e-3
 
     def __post_init__(self):
@@ -97,6 +103,7 @@ class ExperimentConfig:
                 raise ValueError(f"preheat_lr: {self.hrp.lr} must be a positive number")
         if self.init_std is not None and not (math.isfinite(self.init_std) and self.init_std > 0):
             raise ValueError(f"init_std: {self.init_std} must be a positive number")
+        check_devices(self.devices)
         for f in ("seeds", "chunk_size", "batch_size"):
             v = getattr(self, f)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -117,11 +124,11 @@ class ExperimentConfig:
 
     @property
     def chunk(self) -> int:
-        return chunk_length(self.seeds, self.chunk_size)
+        return chunk_length(self.seeds, self.chunk_size, check_devices(self.devices))
 
     @property
     def vmap_batch(self) -> int:
-        return vmap_batch(self.batch_size, self.chunk)
+        return vmap_batch(self.batch_size, self.chunk // check_devices(self.devices))
 
     @property
     def same_total_step(self) -> int | None:
@@ -167,6 +174,7 @@ def split_config(config: ExperimentConfig) -> tuple[_Static, Hyper]:
     sig = "identity" if parsed.identity else f"power:0:{parsed.basis}"
     neutral = dataclasses.replace(
         config, seeds=1, seed=0, init_std=None, eps=1.0, chunk_size=None, batch_size=None,
+        devices=None,
         problem=dataclasses.replace(p, spectrum="flat", rank=None, scale=1.0,
                                     w0_spectrum="flat", w0_scale=1.0, w0_align=0.0, noise=0.0,
                                     sigma=sig),
@@ -215,12 +223,30 @@ def simulate_seed(key: jax.Array, static: _Static, hyper: Hyper) -> dict:
     return out
 
 
-def chunk_length(seeds: int, chunk_size: int | None = None) -> int:
-    """Seeds per jitted call: ``chunk_size`` if given, else at most 64, evenly split."""
+def check_devices(devices: int | None) -> int:
+    """The number of devices to shard seeds over (default: all local devices of the backend)."""
+    have = jax.local_device_count()
+    if devices is None:
+        return have
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"devices: {devices!r} must be a positive integer")
+    if devices > have:
+        raise ValueError(f"devices: {devices} requested but this process sees {have} "
+                         f"{jax.default_backend()} device(s); ask for at most {have} (to test "
+                         "sharding on a CPU, start Python with XLA_FLAGS="
+                         "--xla_force_host_platform_device_count=8)")
+    return devices
+
+
+def chunk_length(seeds: int, chunk_size: int | None = None, devices: int = 1) -> int:
+    """Seeds per jitted call: ``chunk_size`` if given, else at most 64 per device, evenly split;
+    rounded up to a multiple of ``devices`` (the extra seeds are computed and dropped)."""
     if chunk_size is not None:
-        return min(chunk_size, seeds)
-    n_chunks = -(-seeds // 64)
-    return -(-seeds // n_chunks)
+        chunk = min(chunk_size, seeds)
+    else:
+        n_chunks = -(-seeds // (64 * devices))
+        chunk = -(-seeds // n_chunks)
+    return -(-chunk // devices) * devices
 
 
 def vmap_batch(batch_size: int | None, chunk: int) -> int:
@@ -239,15 +265,30 @@ def vmap_batch(batch_size: int | None, chunk: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def chunk_runner(fn, static, chunk: int, batch: int):
+def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1):
     """The jitted function running ``fn`` on seeds ``start … start+chunk−1`` (compiled once per
-    ``(fn, static, chunk, batch)``)."""
+    ``(fn, static, chunk, batch, devices)``); with ``devices > 1`` the seed axis is sharded."""
+
+    def local(keys, args):
+        return jax.lax.map(lambda k: fn(k, static, args), keys, batch_size=batch)
+
+    if devices > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        mesh = Mesh(np.array(jax.local_devices()[:devices]), ("seeds",))
+        seeds_axis = NamedSharding(mesh, P("seeds"))
+        mapped = jax.shard_map(local, mesh=mesh, in_specs=(P("seeds"), P()),
+                               out_specs=P("seeds"), check_vma=False)
+    else:
+        mapped = local
 
     def run(root: jax.Array, start: jax.Array, args):
         global TRACE_COUNT
         TRACE_COUNT += 1
         keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(start + jnp.arange(chunk))
-        return jax.lax.map(lambda k: fn(k, static, args), keys, batch_size=batch)
+        if devices > 1:
+            keys = jax.lax.with_sharding_constraint(keys, seeds_axis)
+        return mapped(keys, args)
 
     return jax.jit(run)
 
@@ -261,18 +302,20 @@ class SeedMap(NamedTuple):
 
 
 def map_seeds(fn, static, args, *, seeds: int, seed: int = 0, chunk_size: int | None = None,
-              batch_size: int | None = None, progress: bool = True, desc: str = "seeds"
-              ) -> SeedMap:
+              batch_size: int | None = None, devices: int | None = None, progress: bool = True,
+              desc: str = "seeds") -> SeedMap:
     """Run ``fn(key_i, static, args)`` for seeds ``i = 0 … seeds−1``, ``key_i = fold_in(key(seed), i)``.
 
     ``fn`` must be a module-level function and ``static`` hashable (they key the compile cache);
     ``args`` is a pytree of traced arrays. Chunks of seeds run as one jitted call each under a tqdm
-    bar; a Ctrl-C keeps the chunks already finished (``interrupted=True``).
+    bar; a Ctrl-C keeps the chunks already finished (``interrupted=True``). With ``devices > 1``
+    (default: every local device) each chunk's seeds are sharded over them.
     """
     from tqdm.auto import tqdm
 
-    chunk = chunk_length(seeds, chunk_size)
-    run = chunk_runner(fn, static, chunk, vmap_batch(batch_size, chunk))
+    devices = check_devices(devices)
+    chunk = chunk_length(seeds, chunk_size, devices)
+    run = chunk_runner(fn, static, chunk, vmap_batch(batch_size, chunk // devices), devices)
     root = jax.random.key(seed)
     parts, done, interrupted = [], 0, False
     bar = tqdm(total=seeds, unit="seed", disable=not progress, desc=desc)
@@ -308,7 +351,8 @@ def run_experiment(config: ExperimentConfig, progress: bool = True) -> Experimen
     check_resolution(config.eps, config.problem)
     static, hyper = split_config(config)
     res = map_seeds(simulate_seed, static, hyper, seeds=config.seeds, seed=config.seed,
-                    chunk_size=config.chunk_size, batch_size=config.batch_size, progress=progress)
+                    chunk_size=config.chunk_size, batch_size=config.batch_size,
+                    devices=config.devices, progress=progress)
     merged = dict(res.out)
     opt = merged.pop("optimal_loss")
     return ExperimentResult(config=config, per_seed=merged, optimal_loss=opt, n_done=res.n_done,
