@@ -101,6 +101,9 @@ def _add_compare_flags(p: argparse.ArgumentParser, defaults: dict | None = None)
     g.add_argument("--batch-size", type=int, default=None, help="seeds vmapped together")
     g.add_argument("--devices", type=int, default=None,
                    help="local devices to shard the seeds over (default: all)")
+    g.add_argument("--basis", default="auto",
+                   help="auto|dense|spectral: simulate in M's singular basis, O((m+n)r²) a step "
+                        "(auto: where exact: Σ = I, gaussian factors, gd/sgd/flow)")
     g.add_argument("--x64", action="store_true", help="float64 (default float32)")
     g.add_argument("--json", default=None, help="also write the summary JSON here")
     g.add_argument("--out", default="hrp-results", help="output folder (default %(default)s)")
@@ -283,7 +286,8 @@ def config_from_args(a: argparse.Namespace):
                     optimizer=a.preheat_optimizer, lr=a.preheat_lr),
         inits=tuple(s.strip() for s in a.inits.split(",") if s.strip()),
         base=a.base, init_std=a.init_std, seeds=a.seeds, seed=a.seed,
-        chunk_size=a.chunk_size, batch_size=a.batch_size, devices=a.devices, eps=a.eps)
+        chunk_size=a.chunk_size, batch_size=a.batch_size, devices=a.devices, basis=a.basis,
+        eps=a.eps)
 
 
 def ordering_verdict(summary: dict) -> str:

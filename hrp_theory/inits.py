@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from .lora import LoraParams, direction_side
+from .losses import DiagonalC
 from .preheat import preheat_then_svd
 from .problems import Problem
 
@@ -190,7 +191,10 @@ def _olora(problem, st, hy, draws):
 
 def _full_gradient_svd(problem: Problem):
     """SVD of ``C = −∇_W L(W0)``, the negative full fine-tuning gradient at ``W0``."""
-    U, S, Vt = jnp.linalg.svd(problem.objective.C, full_matrices=False)
+    C = problem.objective.C
+    if isinstance(C, DiagonalC):  # spectral fast path: C is its own SVD (σ descending)
+        return problem.target
+    U, S, Vt = jnp.linalg.svd(C, full_matrices=False)
     return U, S, Vt.T
 
 

@@ -21,11 +21,51 @@ import jax.numpy as jnp
 from .lora import LoraParams
 
 
+class DiagonalC(NamedTuple):
+    """``C = diag(s)`` as an ``(m, n)`` matrix, ``k = len(s) ≤ min(m, n)``: a whitened population
+    target in its own singular basis (the spectral fast path, THEORY's ``M = diag(σ)``).
+
+    A pytree whose zero-width ``rows`` (m, 0) and ``cols`` (n, 0) carry the shape. ``C @ X`` and
+    ``ct_times(C, Y)`` cost ``O(k·r)`` instead of ``O(m·n·r)``.
+    """
+
+    s: jax.Array
+    rows: jax.Array
+    cols: jax.Array
+
+    @classmethod
+    def of(cls, s: jax.Array, m: int, n: int) -> "DiagonalC":
+        return cls(s, jnp.zeros((m, 0), s.dtype), jnp.zeros((n, 0), s.dtype))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows.shape[0], self.cols.shape[0]
+
+    def __matmul__(self, X: jax.Array) -> jax.Array:
+        """``C X`` for ``X`` (n, r): ``s ⊙ X[:k]`` padded to m rows."""
+        return _pad_rows(self.s[:, None] * X[: self.s.shape[0]], self.shape[0])
+
+    def t_matmul(self, Y: jax.Array) -> jax.Array:
+        """``Cᵀ Y`` for ``Y`` (m, r): ``s ⊙ Y[:k]`` padded to n rows."""
+        return _pad_rows(self.s[:, None] * Y[: self.s.shape[0]], self.shape[1])
+
+
+def _pad_rows(X: jax.Array, rows: int) -> jax.Array:
+    return jnp.concatenate([X, jnp.zeros((rows - X.shape[0],) + X.shape[1:], X.dtype)])
+
+
+def ct_times(C, Y: jax.Array) -> jax.Array:
+    """``Cᵀ Y`` (n, r). Dense: computed as ``(YᵀC)ᵀ`` because ``CᵀY`` makes XLA on CPU transpose
+    C every step (2× slower)."""
+    return C.t_matmul(Y) if isinstance(C, DiagonalC) else (Y.T @ C).T
+
+
 class Objective(NamedTuple):
     """What a LoRA run is trained on and measured against (a pytree).
 
     Attributes:
-      C: (m, n) linear term of the training loss (``MΣ`` or ``YᵀX/N``).
+      C: (m, n) linear term of the training loss (``MΣ`` or ``YᵀX/N``), or a ``DiagonalC``
+        (spectral fast path: ``Σ = I`` and ``M = diag(σ)``; then ``Mt`` is None).
       Sigma: (n, n) training input covariance, or None for ``Σ = I``.
       Mt: (m, n) whitened population target ``M Σ^{1/2}`` (None when only training is needed).
       sigma_half: (n, n) ``Σ^{1/2}`` of the population, or None for ``Σ = I``.
@@ -55,14 +95,21 @@ def factor_grads(params: LoraParams, obj: Objective, s, train_B: bool = True,
         SA = _times_sigma(A, obj.Sigma)
         gB = s * (s * B @ (A.T @ SA) - obj.C @ A)
     if train_A:
-        # (Bᵀ C)ᵀ rather than Cᵀ B: XLA on CPU would otherwise transpose C every step (2× slower).
-        gA = s * (s * _times_sigma(A, obj.Sigma) @ (B.T @ B) - (B.T @ obj.C).T)
+        gA = s * (s * _times_sigma(A, obj.Sigma) @ (B.T @ B) - ct_times(obj.C, B))
     return LoraParams(B=zeros(B) if gB is None else gB, A=zeros(A) if gA is None else gA)
 
 
 def population_loss(params: LoraParams, obj: Objective, s) -> jax.Array:
-    """``½‖(M − s·B Aᵀ) Σ^{1/2}‖²_F`` computed from the residual (no cancellation)."""
+    """``½‖(M − s·B Aᵀ) Σ^{1/2}‖²_F`` computed from the residual (no cancellation).
+
+    Spectral fast path (``C = diag(σ)``, ``Σ = I``): ``½(‖σ‖² − 2s·Σᵢ σᵢ⟨Bᵢ, Aᵢ⟩ + s²·⟨BᵀB, AᵀA⟩)``
+    in ``O((m+n)r²)``; its rounding error is ``~eps·‖σ‖²``, the resolution floor the figures draw.
+    """
     B, A = params
+    if isinstance(obj.C, DiagonalC):
+        sig, k = obj.C.s, obj.C.s.shape[0]
+        cross = jnp.sum(sig * jnp.sum(B[:k] * A[:k], axis=1))
+        return 0.5 * (jnp.sum(sig ** 2) - 2 * s * cross + s ** 2 * jnp.sum((B.T @ B) * (A.T @ A)))
     At = A if obj.sigma_half is None else obj.sigma_half @ A
     return 0.5 * jnp.sum((obj.Mt - s * B @ At.T) ** 2)
 

@@ -71,6 +71,9 @@ class ExperimentConfig:
         device's share of the chunk on GPU; at most ``CPU_MAX_BATCH`` = 8 on CPU, see there).
       devices: local devices the seed axis is sharded over (default: all of the default
         backend's; 1 on a plain CPU).
+      basis: ``auto`` (the spectral fast path where it is exact, else dense), ``dense``, or
+        ``spectral`` (forced: refused where impossible, a loud warning where only inexact); see
+        ``spectral_obstacles``.
       eps: excess-loss level for the time-to-ε metric.
     """
 
@@ -86,6 +89,7 @@ class ExperimentConfig:
     chunk_size: int | None = None
     batch_size: int | None = None
     devices: int | None = None
+    basis: str = "auto"
     eps: float = 1e-3
 
     def __post_init__(self):
@@ -104,6 +108,17 @@ class ExperimentConfig:
         if self.init_std is not None and not (math.isfinite(self.init_std) and self.init_std > 0):
             raise ValueError(f"init_std: {self.init_std} must be a positive number")
         check_devices(self.devices)
+        if self.basis not in BASES:
+            raise ValueError(f"basis: {self.basis!r}; use one of {', '.join(BASES)}")
+        if self.basis == "spectral":
+            impossible, inexact = spectral_obstacles(self)
+            if impossible:
+                raise ValueError("basis: the spectral fast path cannot run this config: "
+                                 + "; ".join(impossible) + ". Use --basis dense (or auto)")
+            if inexact:
+                warnings.warn("basis=spectral is NOT exact here: " + "; ".join(inexact)
+                              + ". Results are then a different experiment from the dense one; "
+                              "use --basis auto to run dense", stacklevel=3)
         for f in ("seeds", "chunk_size", "batch_size"):
             v = getattr(self, f)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -112,6 +127,13 @@ class ExperimentConfig:
             raise ValueError(f"seed: {self.seed!r} must be a non-negative integer")
         if not (math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps: {self.eps} must be a positive number")
+
+    @property
+    def spectral(self) -> bool:
+        """Whether seeds run in ``M``'s singular basis (``problems.spectral_problem``)."""
+        if self.basis == "auto":
+            return not any(spectral_obstacles(self))
+        return self.basis == "spectral"
 
     @property
     def preheats(self) -> bool:
@@ -140,6 +162,42 @@ class ExperimentConfig:
     def steps_axis(self) -> np.ndarray:
         every = self.train.every
         return np.arange(0, self.train.steps + 1, every)
+
+
+BASES = ("auto", "dense", "spectral")
+#: Inits that move W0 (the adapter then fits M − dW0, a dense matrix).
+OFFSET_INITS = ("pissa", "olora", "lora-ga")
+#: Optimizers whose update commutes with rotations of the factors (Adam's per-coordinate
+#: scaling does not).
+EQUIVARIANT_OPTIMIZERS = ("gd", "sgd", "flow")
+
+
+def spectral_obstacles(config: "ExperimentConfig") -> tuple[list[str], list[str]]:
+    """Why the spectral fast path would be impossible (first list) or inexact (second list).
+
+    It is exact for whitened population problems, GD / heavy-ball SGD / gradient flow, and
+    rotation-invariant random factors (Gaussian): then a seed's run in the basis of ``M`` is its
+    dense run with the init rotated, and a rotated Gaussian is a Gaussian."""
+    p = config.problem
+    impossible, inexact = [], []
+    if not p.whitened:
+        impossible.append("Σ ≠ I (the loss then depends on M's singular vectors)")
+    if p.n_samples is not None:
+        impossible.append("finite-sample mode (the data are not diagonal in M's basis)")
+    off = [i for i in config.inits if i in OFFSET_INITS]
+    if off:
+        impossible.append(f"{', '.join(off)} move W0 by a dense matrix")
+    fams = [f for f in families_needed(config.inits, config.base) if f != "gaussian"]
+    if fams:
+        inexact.append(f"{', '.join(fams)} factors are not rotation-invariant (use --base "
+                       "gaussian and the gaussian init)")
+    opts = {config.train.optimizer}
+    if config.preheats:
+        opts.add(config.hrp.optimizer or config.train.optimizer)
+    opts -= set(EQUIVARIANT_OPTIMIZERS)
+    if opts:
+        inexact.append(f"{', '.join(sorted(opts))} is not rotation-equivariant")
+    return impossible, inexact
 
 
 class Hyper(NamedTuple):
@@ -193,7 +251,7 @@ def simulate_seed(key: jax.Array, static: _Static, hyper: Hyper) -> dict:
     hy = hyper.init
     k_problem, k_init = jax.random.split(key)
     problem = build_problem(k_problem, cfg.problem, hyper.arrays,
-                            with_w0=any(i in NEEDS_W0 for i in cfg.inits))
+                            with_w0=any(i in NEEDS_W0 for i in cfg.inits), spectral=cfg.spectral)
     L_opt = optimal_loss(problem, r)
     st = InitStatic(r=r, form=form, base=cfg.base, p=cfg.preheat_rank, preheat_form=cfg.hrp.form,
                     preheat_steps=cfg.hrp.steps, preheat_optimizer=cfg.hrp.optimizer)

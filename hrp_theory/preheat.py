@@ -33,7 +33,7 @@ import jax.scipy.linalg  # noqa: F401
 
 from .dynamics import make_optimizer, train
 from .lora import LoraParams
-from .losses import Objective
+from .losses import Objective, ct_times
 
 PREHEAT_FORMS = ("classic", "freeze-a")
 
@@ -80,7 +80,7 @@ def two_sided_directions(B_p: jax.Array, C: jax.Array, r: int):
     """Top-r singular triplets of ``Q Qᵀ C`` with ``Q = orth(B_p)``: ``Q W_L``, ``Ŝ``, ``W_R`` from
     the ``p×n`` SVD of ``QᵀC`` (canonical signs)."""
     Q = jnp.linalg.qr(B_p)[0]
-    W_L, S, W_Rt = jnp.linalg.svd(Q.T @ C, full_matrices=False)
+    W_L, S, W_Rt = jnp.linalg.svd(ct_times(C, Q).T, full_matrices=False)
     U, V = canonical_signs(Q @ W_L[:, :r], W_Rt[:r].T)
     return U, S[:r], V
 

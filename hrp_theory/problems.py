@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .losses import Objective
+from .losses import DiagonalC, Objective
 
 SPECTRUM_FAMILIES = ("power", "exp", "rank", "spike", "flat", "values", "gap")
 SIGMA_BASES = ("random", "adversarial", "aligned")
@@ -314,12 +314,31 @@ def _rotate_toward(Q_target: jax.Array, Q_random: jax.Array, align: jax.Array) -
     return q * jnp.sign(jnp.diagonal(r))
 
 
+def spectral_problem(spec: ProblemSpec, arrays: ProblemArrays) -> Problem:
+    """The whitened population problem in ``M``'s own singular basis: ``M = diag(σ)``, ``U = I``,
+    ``V = I``, ``C`` a ``DiagonalC`` (no random draw: every seed sees the same ``M``).
+
+    For GD or gradient flow from a rotation-invariant init (Gaussian ``A``; HRP on it), this is
+    exactly the dense problem ``U diag(σ) Vᵀ`` with the init rotated (``B' = UᵀB``, ``A' = VᵀA``):
+    the loss, the gradients and the updates all commute with those rotations."""
+    m, n, k = spec.m, spec.n, spec.k
+    S = arrays.sigma
+    idx = jnp.arange(k)
+    M = jnp.zeros((m, n), S.dtype).at[idx, idx].set(S)
+    target = Svd(jnp.eye(m, k, dtype=S.dtype), S, jnp.eye(n, k, dtype=S.dtype))
+    return Problem(M=M, W0=None, target=target, whitened=target, sigma_inv_half=None,
+                   objective=Objective(C=DiagonalC.of(S, m, n)))
+
+
 def build_problem(key: jax.Array, spec: ProblemSpec, arrays: ProblemArrays,
-                  with_w0: bool = True) -> Problem:
+                  with_w0: bool = True, spectral: bool = False) -> Problem:
     """Draw a problem from its spec; ``arrays`` carry the spec's numbers (traced under jit).
 
-    The key is split by purpose: singular vectors of M, of W0, Σ's eigenbasis, data.
+    The key is split by purpose: singular vectors of M, of W0, Σ's eigenbasis, data. With
+    ``spectral=True`` it is ``spectral_problem`` (whitened population problems only).
     """
+    if spectral:
+        return spectral_problem(spec, arrays)
     m, n, k = spec.m, spec.n, spec.k
     dtype = arrays.sigma.dtype
     k_target, k_w0, k_sigma, k_data = jax.random.split(key, 4)
