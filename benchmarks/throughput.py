@@ -1,16 +1,21 @@
-"""Throughput of classic-LoRA GD: hrp_theory (JAX) vs a NumPy per-seed loop, in one process.
+"""Throughput of classic-LoRA GD: hrp_theory (JAX) vs NumPy and PyTorch loops, in one process.
 
 Measures seed·steps/s of the library's own ``train`` (factored gradients, optax GD, ``lax.scan``)
-run for many seeds inside one jit, next to what a user would otherwise write: a NumPy loop over
-seeds with the same factored update. Both see the same targets and inits, in float32.
+run for many seeds inside one jit, next to what a user would otherwise write, all on the same
+targets and inits in float32:
+
+* NumPy per-seed loops: the factored update (``ratio_vs_numpy`` is taken against it, the strong
+  baseline) and the residual form ``E = BAᵀ − M`` most people write first;
+* batched PyTorch (``torch.bmm`` over all seeds), factored form (``ratio_vs_torch``; skipped
+  if torch is not installed: ``pip install torch==2.13.0``, the ``bench`` extra);
+* the spectral fast path (``M = diag(σ)``, ``losses.DiagonalC``): ``spectral_speedup``;
+* the float32 matmul peak of this machine (a 2048² ``jnp`` matmul), measured in the same run.
 
     python benchmarks/throughput.py                 # m = n = 256, r = 8, 256 seeds, 200 steps
-    python benchmarks/throughput.py --json out.json
+    python benchmarks/throughput.py --json out.json --scaling
 
-Two NumPy loops run: the factored update (the strong baseline ``ratio_vs_numpy`` is taken
-against) and the residual form ``E = BAᵀ − M`` most people write first.
-Prints the figures and ratios; ``--json`` writes ``{"jax_seed_steps_per_s",
-"numpy_seed_steps_per_s", "ratio_vs_numpy", "ratio_vs_numpy_residual", "variants", "config"}``.
+``--scaling`` also times the default variant over seeds, width and steps and reports log-log
+slopes. ``--json PATH`` writes the figures and ratios there and ``PATH`` with ``.png`` a figure.
 """
 
 from __future__ import annotations
@@ -57,6 +62,34 @@ def best_time(fn, repeats):
     return min(times)
 
 
+def torch_batched(Ms, A0s, lr, steps):
+    """Batched PyTorch GD over all seeds at once, factored gradients (its best form)."""
+    import torch
+
+    M = torch.from_numpy(np.array(Ms))
+    A = torch.from_numpy(np.array(A0s))
+    B = torch.zeros(M.shape[0], M.shape[1], A.shape[2], dtype=M.dtype)
+    Mt = M.transpose(1, 2).contiguous()
+    with torch.no_grad():
+        for _ in range(steps):
+            gB = torch.bmm(B, torch.bmm(A.transpose(1, 2), A)) - torch.bmm(M, A)
+            gA = torch.bmm(A, torch.bmm(B.transpose(1, 2), B)) - torch.bmm(Mt, B)
+            B, A = B - lr * gB, A - lr * gA
+        return torch.bmm(B, A.transpose(1, 2)).numpy()
+
+
+def matmul_peak(jnp, jax, size=2048, repeats=5):
+    """float32 GFLOP/s of a ``size``² jnp matmul on this machine (best of ``repeats``)."""
+    x = jnp.ones((size, size), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(x))
+    return 2 * size ** 3 / best_time(lambda: jax.block_until_ready(f(x)), repeats) / 1e9
+
+
+def slope(x, y):
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--m", type=int, default=256)
@@ -68,6 +101,7 @@ def main(argv=None):
     p.add_argument("--numpy-seeds", type=int, default=None,
                    help="seeds for the NumPy loop (default: all; its rate is per seed·step)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scaling", action="store_true", help="also measure log-log scaling slopes")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
 
@@ -76,36 +110,55 @@ def main(argv=None):
 
     import hrp_theory as H
     from hrp_theory.inits import random_factor
+    from hrp_theory.losses import DiagonalC
+    from hrp_theory.problems import problem_arrays
 
     if a.json:
         H.results.check_writable(a.json)
-    spec = H.ProblemSpec(m=a.m, n=a.n, spectrum="power:1")
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(a.seeds))
-    Ms = jax.jit(jax.vmap(lambda k: H.make_problem(k, spec, with_w0=False).M))(keys)
-    A0s = jax.jit(jax.vmap(lambda k: random_factor(jax.random.fold_in(k, 1), a.n, a.r,
-                                                   "kaiming", 0.0, jnp.float32)))(keys)
-    Ms, A0s = jax.block_until_ready((Ms, A0s))
     opt = H.make_optimizer("gd", a.lr)
 
-    def one(M, A0):
-        p0 = H.LoraParams(jnp.zeros((a.m, a.r), M.dtype), A0)
-        res = H.train(p0, H.Objective(C=M, Mt=M), 1.0, form="classic", opt=opt, steps=a.steps)
+    def data(m, n, seeds):
+        spec = H.ProblemSpec(m=m, n=n, spectrum="power:1")
+        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(seeds))
+        Ms = jax.jit(jax.vmap(lambda k: H.make_problem(k, spec, with_w0=False).M.astype(
+            jnp.float32)))(keys)
+        A0s = jax.jit(jax.vmap(lambda k: random_factor(jax.random.fold_in(k, 1), n, a.r,
+                                                       "kaiming", 0.0, jnp.float32)))(keys)
+        S = problem_arrays(spec, jnp.float32).sigma
+        return jax.block_until_ready((Ms, A0s)) + (S,)
+
+    def one(obj, A0, steps):
+        m = obj.C.shape[0]
+        p0 = H.LoraParams(jnp.zeros((m, a.r), A0.dtype), A0)
+        res = H.train(p0, obj, 1.0, form="classic", opt=opt, steps=steps)
         return res.params.B @ res.params.A.T
 
-    variants = {
-        "lax.map(batch_size=1)": jax.jit(lambda M, A: jax.lax.map(lambda x: one(*x), (M, A),
-                                                                  batch_size=1)),
-        "lax.map(batch_size=8)": jax.jit(lambda M, A: jax.lax.map(lambda x: one(*x), (M, A),
-                                                                  batch_size=8)),
-        "vmap(all seeds)": jax.jit(jax.vmap(one)),
-    }
+    def dense_runner(batch, steps):
+        body = lambda x: one(H.Objective(C=x[0], Mt=x[0]), x[1], steps)  # noqa: E731
+        if batch is None:
+            return jax.jit(jax.vmap(lambda M, A: body((M, A))))
+        return jax.jit(lambda M, A: jax.lax.map(body, (M, A), batch_size=batch))
+
+    def spectral_runner(m, n, steps):
+        body = lambda A, S: one(H.Objective(C=DiagonalC.of(S, m, n)), A, steps)  # noqa: E731
+        return jax.jit(lambda A, S: jax.lax.map(lambda x: body(x, S), A, batch_size=1))
+
+    Ms, A0s, S = data(a.m, a.n, a.seeds)
     work = a.seeds * a.steps
-    rates, outputs = {}, {}
-    for name, fn in variants.items():
-        outputs[name] = jax.block_until_ready(fn(Ms, A0s))  # compile + warm up
-        t = best_time(lambda: jax.block_until_ready(fn(Ms, A0s)), a.repeats)
+    rates, outputs, compile_s = {}, {}, {}
+    variants = {"lax.map(batch_size=1)": (dense_runner(1, a.steps), (Ms, A0s)),
+                "lax.map(batch_size=8)": (dense_runner(8, a.steps), (Ms, A0s)),
+                "vmap(all seeds)": (dense_runner(None, a.steps), (Ms, A0s)),
+                "spectral, lax.map(batch_size=1)": (spectral_runner(a.m, a.n, a.steps), (A0s, S))}
+    for name, (fn, args) in variants.items():
+        t0 = time.perf_counter()
+        outputs[name] = jax.block_until_ready(fn(*args))  # compile + first run
+        first = time.perf_counter() - t0
+        t = best_time(lambda: jax.block_until_ready(fn(*args)), a.repeats)
+        compile_s[name] = max(first - t, 0.0)
         rates[name] = work / t
-        print(f"jax   {name:<24} {rates[name]:>12,.0f} seed·steps/s", flush=True)
+        print(f"jax   {name:<32} {rates[name]:>12,.0f} seed·steps/s  (compile {compile_s[name]:.2f} s)",
+              flush=True)
 
     ns = a.seeds if a.numpy_seeds is None else min(a.numpy_seeds, a.seeds)
     Ms_np, A0_np = np.asarray(Ms[:ns]), np.asarray(A0s[:ns])
@@ -115,28 +168,106 @@ def main(argv=None):
     t = best_time(lambda: numpy_loop(Ms_np, A0_np, lr32, a.steps, residual_step), 1)
     np_resid_rate = ns * a.steps / t
     ref = numpy_loop(Ms_np[:2], A0_np[:2], lr32, a.steps)
-    best_name = max(rates, key=rates.get)
-    agree = float(max(np.abs(np.asarray(outputs[best_name][i]) - ref[i]).max() for i in range(2)))
+    default = "lax.map(batch_size=1)"
+    agree = float(max(np.abs(np.asarray(outputs[default][i]) - ref[i]).max() for i in range(2)))
     print(f"numpy per-seed loop, factored  {np_rate:>12,.0f} seed·steps/s  ({ns} seeds)")
     print(f"numpy per-seed loop, residual  {np_resid_rate:>12,.0f} seed·steps/s  ({ns} seeds)")
-    default = "lax.map(batch_size=1)"
+    torch_rate = torch_agree = None
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch not installed: pip install torch==2.13.0 (the bench extra) to compare")
+    else:
+        Mall, Aall = np.asarray(Ms), np.asarray(A0s)
+        t = best_time(lambda: torch_batched(Mall, Aall, a.lr, a.steps), a.repeats)
+        torch_rate = work / t
+        torch_out = torch_batched(Mall[:2], Aall[:2], a.lr, a.steps)
+        torch_agree = float(np.abs(np.asarray(outputs[default][:2]) - torch_out).max())
+        print(f"torch batched (bmm), factored  {torch_rate:>12,.0f} seed·steps/s  "
+              f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    peak = matmul_peak(jnp, jax)
+    flops = {k: 4 * a.m * a.n * a.r * v for k, v in rates.items() if "spectral" not in k}
+    best_name = max(flops, key=flops.get)
     ratio = rates[default] / np_rate
+    spectral = rates["spectral, lax.map(batch_size=1)"] / rates[default]
     print(f"ratio jax {default} / numpy factored = {ratio:.2f}x, / numpy residual = "
-          f"{rates[default] / np_resid_rate:.2f}x;  best variant {best_name}: "
-          f"{rates[best_name] / np_rate:.2f}x;  max |ΔW_jax − ΔW_numpy| = {agree:.2e}")
-    peak_flops = 4 * a.m * a.n * a.r * rates[best_name]
-    print(f"matmul work of the best variant: {peak_flops / 1e9:.1f} GFLOP/s (4mnr per step)")
+          f"{rates[default] / np_resid_rate:.2f}x"
+          + (f", / torch batched = {rates[default] / torch_rate:.2f}x" if torch_rate else "")
+          + f";  spectral / dense = {spectral:.1f}x;  max |ΔW_jax − ΔW_numpy| = {agree:.2e}")
+    print(f"matmul work of {best_name}: {flops[best_name] / 1e9:.1f} GFLOP/s (4mnr per step) = "
+          f"{flops[best_name] / 1e9 / peak:.0%} of this machine's measured {peak:.0f} GFLOP/s "
+          "float32 matmul peak")
+    result = {
+        "jax_seed_steps_per_s": rates[default], "numpy_seed_steps_per_s": np_rate,
+        "ratio_vs_numpy": ratio, "numpy_residual_seed_steps_per_s": np_resid_rate,
+        "ratio_vs_numpy_residual": rates[default] / np_resid_rate,
+        "torch_seed_steps_per_s": torch_rate,
+        "ratio_vs_torch": rates[default] / torch_rate if torch_rate else None,
+        "spectral_seed_steps_per_s": rates["spectral, lax.map(batch_size=1)"],
+        "spectral_speedup": spectral, "variants": rates, "compile_s": compile_s,
+        "matmul_peak_gflops": peak, "fraction_of_peak": flops[best_name] / 1e9 / peak,
+        "best_dense_variant": best_name, "max_abs_difference": agree,
+        "max_abs_difference_torch": torch_agree,
+        "config": {**vars(a), "backend": jax.default_backend(), "cpus": os.cpu_count(),
+                   "machine": platform.machine(), "jax": jax.__version__,
+                   "python": sys.version.split()[0]}}
+    if a.scaling:
+        result["scaling"] = scaling(a, data, dense_runner, jax)
+        print("log-log slopes of time:", {k: round(v["slope"], 2)
+                                         for k, v in result["scaling"].items()})
     if a.json:
-        H.results.write_json(a.json, {
-            "jax_seed_steps_per_s": rates[default], "numpy_seed_steps_per_s": np_rate,
-            "ratio_vs_numpy": ratio, "numpy_residual_seed_steps_per_s": np_resid_rate,
-            "ratio_vs_numpy_residual": rates[default] / np_resid_rate, "best_variant": best_name,
-            "best_ratio_vs_numpy": rates[best_name] / np_rate, "variants": rates,
-            "max_abs_difference": agree,
-            "config": {**vars(a), "backend": jax.default_backend(), "cpus": os.cpu_count(),
-                       "machine": platform.machine(), "jax": jax.__version__,
-                       "python": sys.version.split()[0]}})
+        H.results.write_json(a.json, result)
+        figure(result, a.json)
     return 0
+
+
+def scaling(a, data, dense_runner, jax):
+    """Time of the default variant over seeds, width (m = n) and steps; log-log slopes."""
+    out = {}
+    grids = {"seeds": [a.seeds // 4, a.seeds // 2, a.seeds], "width": [a.m // 4, a.m // 2, a.m],
+             "steps": [a.steps // 4, a.steps // 2, a.steps]}
+    for axis, values in grids.items():
+        times = []
+        for v in values:
+            seeds = v if axis == "seeds" else a.seeds
+            w = v if axis == "width" else a.m
+            steps = v if axis == "steps" else a.steps
+            Ms, A0s, _ = data(w, w, seeds)
+            fn = dense_runner(1, steps)
+            jax.block_until_ready(fn(Ms, A0s))
+            times.append(best_time(lambda: jax.block_until_ready(fn(Ms, A0s)), a.repeats))
+        out[axis] = {"values": values, "seconds": times, "slope": slope(values, times)}
+    return out
+
+
+def figure(result, json_path):
+    """Bar chart of the rates next to the JSON (``PATH`` with ``.png``)."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hrp_theory.plotting import save_png
+
+    bars = dict(result["variants"])
+    bars["numpy loop, factored"] = result["numpy_seed_steps_per_s"]
+    bars["numpy loop, residual"] = result["numpy_residual_seed_steps_per_s"]
+    if result["torch_seed_steps_per_s"]:
+        bars["torch bmm, factored"] = result["torch_seed_steps_per_s"]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    names = list(bars)
+    ax.barh(names, [bars[k] for k in names],
+            color=["tab:red" if k.startswith(("lax", "vmap", "spectral")) else "tab:gray"
+                   for k in names])
+    ax.set_xscale("log")
+    ax.set_xlabel("seed·steps / s (log)")
+    c = result["config"]
+    ax.set_title(f"classic LoRA GD, m = n = {c['m']}, r = {c['r']}, {c['backend']}, float32",
+                 fontsize=9)
+    fig.tight_layout()
+    save_png(fig, Path(json_path).with_suffix(".png"))
 
 
 if __name__ == "__main__":

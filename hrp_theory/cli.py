@@ -108,6 +108,9 @@ def _add_compare_flags(p: argparse.ArgumentParser, defaults: dict | None = None)
     g.add_argument("--json", default=None, help="also write the summary JSON here")
     g.add_argument("--out", default="hrp-results", help="output folder (default %(default)s)")
     g.add_argument("--no-figures", action="store_true")
+    g.add_argument("--stream", action="store_true",
+                   help="keep streaming moments, not per-seed arrays: bounded memory for any "
+                        "--seeds (no medians, quantiles or per_seed.npz)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -315,7 +318,7 @@ def run_compare(a: argparse.Namespace) -> int:
         check_writable(a.json, "json")
     _check_out(a.out)
     t0 = time.perf_counter()
-    res = run_experiment(config, progress=not a.quiet)
+    res = run_experiment(config, progress=not a.quiet, stream=a.stream)
     wall = time.perf_counter() - t0
     summary = save_experiment(res, a.out, a.json, figures=not a.no_figures)
     print(table(summary))

@@ -47,6 +47,11 @@ NEEDS_W0 = ("pissa", "olora")
 LORA_GA_GAMMA = 16.0
 
 
+def reference_init(inits) -> str:
+    """The init paired differences are taken against: the first random one, else the first."""
+    return next((i for i in inits if i in RANDOM_INITS), inits[0])
+
+
 def check_inits(inits, r: int, k: int) -> tuple[str, ...]:
     inits = tuple(inits)
     if not inits:

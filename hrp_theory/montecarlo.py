@@ -24,12 +24,13 @@ import numpy as np
 
 from .dynamics import TrainSpec, check_optimizer, make_optimizer, train
 from .inits import (NEEDS_W0, PREHEATED, RANDOM_INITS, InitHyper, InitStatic, check_inits, draw,
-                    families_needed, initialize)
+                    families_needed, initialize, reference_init)
 from .lora import LoraSpec
 from .losses import population_loss, shift_target
 from .metrics import direction_metrics
 from .preheat import check_preheat
-from .stats import resolution
+from .metrics import time_to_excess
+from .stats import merge_moments, moments_of, resolution
 from .problems import (ProblemArrays, ProblemSpec, build_problem, optimal_loss, parse_sigma,
                        problem_arrays, sigma_eigenvalues, spectrum_values)
 
@@ -361,13 +362,17 @@ class SeedMap(NamedTuple):
 
 def map_seeds(fn, static, args, *, seeds: int, seed: int = 0, chunk_size: int | None = None,
               batch_size: int | None = None, devices: int | None = None, progress: bool = True,
-              desc: str = "seeds") -> SeedMap:
+              desc: str = "seeds", reduce=None) -> SeedMap:
     """Run ``fn(key_i, static, args)`` for seeds ``i = 0 … seeds−1``, ``key_i = fold_in(key(seed), i)``.
 
     ``fn`` must be a module-level function and ``static`` hashable (they key the compile cache);
     ``args`` is a pytree of traced arrays. Chunks of seeds run as one jitted call each under a tqdm
     bar; a Ctrl-C keeps the chunks already finished (``interrupted=True``). With ``devices > 1``
     (default: every local device) each chunk's seeds are sharded over them.
+
+    ``reduce``: ``host chunk -> pytree of arrays (seeds first)``; when given, each chunk is
+    folded into streaming ``stats.Moments`` and dropped, so memory stays bounded whatever
+    ``seeds`` is, and ``out`` is the pytree of ``Moments``.
     """
     from tqdm.auto import tqdm
 
@@ -375,42 +380,90 @@ def map_seeds(fn, static, args, *, seeds: int, seed: int = 0, chunk_size: int | 
     chunk = chunk_length(seeds, chunk_size, devices)
     run = chunk_runner(fn, static, chunk, vmap_batch(batch_size, chunk // devices), devices)
     root = jax.random.key(seed)
-    parts, done, interrupted = [], 0, False
+    parts, total, done, interrupted = [], None, 0, False
     bar = tqdm(total=seeds, unit="seed", disable=not progress, desc=desc)
     try:
         while done < seeds:
             out = jax.device_get(run(root, jnp.asarray(done, jnp.int32), args))
             take = min(chunk, seeds - done)
-            parts.append(jax.tree.map(lambda a: np.asarray(a)[:take], out))
+            out = jax.tree.map(lambda a: np.asarray(a)[:take], out)
+            if reduce is None:
+                parts.append(out)
+            else:
+                leaves, tree = jax.tree.flatten(reduce(out))
+                mo = [moments_of(x) for x in leaves]
+                total = mo if total is None else [merge_moments(a, b) for a, b in zip(total, mo)]
             done += take
             bar.update(take)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
-    if not parts:
+    if done == 0:
         raise KeyboardInterrupt("interrupted before the first chunk of seeds finished")
+    if reduce is not None:
+        return SeedMap(jax.tree.unflatten(tree, total), done, interrupted)
     return SeedMap(jax.tree.map(lambda *xs: np.concatenate(xs), *parts), done, interrupted)
 
 
 @dataclasses.dataclass
 class ExperimentResult:
-    """Per-seed results on the host: ``per_seed[name][metric]`` is an array ``(seeds, …)``."""
+    """Per-seed results on the host: ``per_seed[name][metric]`` is an array ``(seeds, …)``.
+
+    A streamed run (``run_experiment(..., stream=True)``) keeps no per-seed arrays:
+    ``per_seed`` and ``optimal_loss`` are None and ``moments[name][metric]`` holds
+    ``stats.Moments`` (see ``stream_view`` for the metrics)."""
 
     config: ExperimentConfig
-    per_seed: dict
-    optimal_loss: np.ndarray
+    per_seed: dict | None
+    optimal_loss: np.ndarray | None
     n_done: int
     interrupted: bool = False
+    moments: dict | None = None
 
 
-def run_experiment(config: ExperimentConfig, progress: bool = True) -> ExperimentResult:
-    """Run every seed of ``config``; an interrupt (Ctrl-C) keeps the chunks already finished."""
+def stream_view(config: ExperimentConfig):
+    """The per-seed quantities a streamed run keeps moments of: everything ``report`` needs that a
+    mean describes (curves, final and excess losses, captured energies, angles, the paired excess
+    difference against the reference init, and 0/1 indicators for divergence and for reaching
+    ``eps``)."""
+    ref = reference_init(config.inits)
+    steps = config.steps_axis()
+
+    def view(out: dict) -> dict:
+        opt = out["optimal_loss"]
+        v = {"optimal_loss": opt}
+        for name in config.inits:
+            d = dict(out[name])
+            curve = d.pop("loss_curve")
+            excess_curve = curve - opt[:, None]
+            d.update(loss_curve=curve, excess_curve=excess_curve,
+                     diverged=(~np.all(np.isfinite(curve), axis=1)).astype(float),
+                     reached_eps=np.isfinite(time_to_excess(excess_curve, steps,
+                                                            config.eps)).astype(float))
+            if name != ref:
+                d["excess_minus_ref"] = d["excess_loss"] - out[ref]["excess_loss"]
+            v[name] = d
+        return v
+
+    return view
+
+
+def run_experiment(config: ExperimentConfig, progress: bool = True,
+                   stream: bool = False) -> ExperimentResult:
+    """Run every seed of ``config``; an interrupt (Ctrl-C) keeps the chunks already finished.
+
+    ``stream=True`` keeps streaming moments instead of per-seed arrays (bounded memory for any
+    number of seeds; medians and quantiles are then not available)."""
     check_resolution(config.eps, config.problem)
     static, hyper = split_config(config)
     res = map_seeds(simulate_seed, static, hyper, seeds=config.seeds, seed=config.seed,
                     chunk_size=config.chunk_size, batch_size=config.batch_size,
-                    devices=config.devices, progress=progress)
+                    devices=config.devices, progress=progress,
+                    reduce=stream_view(config) if stream else None)
+    if stream:
+        return ExperimentResult(config=config, per_seed=None, optimal_loss=None,
+                                n_done=res.n_done, interrupted=res.interrupted, moments=res.out)
     merged = dict(res.out)
     opt = merged.pop("optimal_loss")
     return ExperimentResult(config=config, per_seed=merged, optimal_loss=opt, n_done=res.n_done,

@@ -45,7 +45,8 @@ def loss_curves(summary: dict) -> plt.Figure:
         clip = lambda v: np.maximum(np.asarray(v, float), floor)  # noqa: E731
         ax.plot(x, clip(c["mean"]), color=col, lw=2, label=f"{name} (mean, 95% CI)")
         ax.fill_between(x, clip(c["lo"]), clip(c["hi"]), color=col, alpha=0.2)
-        ax.plot(x, clip(c["median"]), color=col, lw=1, ls="--")
+        if c["median"] is not None:  # None for a streamed run
+            ax.plot(x, clip(c["median"]), color=col, lw=1, ls="--")
     ax.axhline(floor, color="k", lw=0.6, ls=":")
     ax.text(x[-1], floor, f"{summary['provenance']['dtype']} resolution ", ha="right",
             va="bottom", fontsize=7)
@@ -94,9 +95,11 @@ def save_png(fig: plt.Figure, path) -> Path:
 
 def save_figures(summary: dict, res, out_dir) -> dict:
     out = Path(out_dir)
-    return {key: save_png(fig, out / (key.removeprefix("fig_") + ".png"))
-            for key, fig in (("fig_curves", loss_curves(summary)),
-                             ("fig_distribution", final_distribution(summary, res)))}
+    figs = [("fig_curves", loss_curves)]
+    if res.per_seed is not None:  # the distribution needs the per-seed values
+        figs.append(("fig_distribution", lambda s: final_distribution(s, res)))
+    return {key: save_png(make(summary), out / (key.removeprefix("fig_") + ".png"))
+            for key, make in figs}
 
 
 # --- figures of `hrp-sim verify` (inputs: the ``data`` entries of ``verify.run_checks``) ---------

@@ -6,16 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .inits import RANDOM_INITS
+from .inits import reference_init
 from .metrics import time_to_excess
-from .montecarlo import ExperimentResult
+from .montecarlo import ExperimentResult, stream_view
 from .results import provenance, write_json, write_npz, write_text
-from .stats import curve_band, paired_difference, summarize
-
-
-def reference_init(inits) -> str:
-    """The init paired differences are taken against: the first random one, else the first."""
-    return next((i for i in inits if i in RANDOM_INITS), inits[0])
+from .stats import (Moments, band_of_moments, curve_band, paired_difference, summarize,
+                    summarize_moments)
 
 
 def _finite_mean(x) -> list:
@@ -25,52 +21,76 @@ def _finite_mean(x) -> list:
     return (x[ok].mean(axis=0) if ok.any() else np.full(x.shape[1], np.nan)).tolist()
 
 
+def _stat(x) -> dict:
+    return summarize_moments(x) if isinstance(x, Moments) else summarize(x)
+
+
+def _band(x) -> dict:
+    return band_of_moments(x) if isinstance(x, Moments) else curve_band(x)
+
+
+def _mean_vector(x) -> list:
+    return x.mean.tolist() if isinstance(x, Moments) else _finite_mean(x)
+
+
+def _total(x) -> float:
+    """Sum over seeds of a 0/1 indicator."""
+    return float(x.n * x.mean) if isinstance(x, Moments) else float(np.sum(x))
+
+
+def _count(x) -> int:
+    return int(x.n + x.n_nonfinite) if isinstance(x, Moments) else int(np.size(x))
+
+
 def summarize_experiment(res: ExperimentResult) -> dict:
     """The JSON contract of ``hrp-sim compare``.
 
     ``{config, provenance, seeds_done, interrupted, optimal_loss, steps, reference,
     inits: {name: {final_loss, excess_loss, n_diverged, curve, …}}}``; statistics are
     ``{mean, se, median, q05, q95, ci95, n, n_nonfinite}``. Loss means
-    ``½‖(M − s·BAᵀ)Σ^{1/2}‖²_F``.
+    ``½‖(M − s·BAᵀ)Σ^{1/2}‖²_F``. A streamed run (``res.moments``) gives the same fields from
+    streaming moments; medians and quantiles are then None.
     """
     cfg = res.config
     steps = cfg.steps_axis()
     ref = reference_init(cfg.inits)
-    opt = res.optimal_loss
+    streamed = res.per_seed is None
+    v = res.moments if streamed else stream_view(cfg)(
+        {**res.per_seed, "optimal_loss": res.optimal_loss})
     inits = {}
     for name in cfg.inits:
-        d = res.per_seed[name]
-        final = d["final_loss"]
-        curve = d["loss_curve"]
-        excess_curve = curve - opt[:, None]
-        ttx = time_to_excess(excess_curve, steps, cfg.eps)
+        d = v[name]
         entry = {
-            "final_loss": summarize(final),
-            "excess_loss": summarize(d["excess_loss"]),
-            "n_diverged": int((~np.all(np.isfinite(curve), axis=1)).sum()),
-            "curve": {"steps": steps.tolist(), **curve_band(curve)},
-            "excess_curve": {"steps": steps.tolist(), **curve_band(excess_curve)},
-            "captured_energy_init": summarize(d["captured_energy_init"]),
-            "captured_energy_final": summarize(d["captured_energy_final"]),
-            "angles_init_deg": _finite_mean(d["angles_init_deg"]),
-            "angles_final_deg": _finite_mean(d["angles_final_deg"]),
-            "time_to_eps": {"eps": cfg.eps, "fraction_reached": float(np.isfinite(ttx).mean()),
-                            "median_steps": float(np.median(ttx))},
+            "final_loss": _stat(d["final_loss"]),
+            "excess_loss": _stat(d["excess_loss"]),
+            "n_diverged": int(round(_total(d["diverged"]))),
+            "curve": {"steps": steps.tolist(), **_band(d["loss_curve"])},
+            "excess_curve": {"steps": steps.tolist(), **_band(d["excess_curve"])},
+            "captured_energy_init": _stat(d["captured_energy_init"]),
+            "captured_energy_final": _stat(d["captured_energy_final"]),
+            "angles_init_deg": _mean_vector(d["angles_init_deg"]),
+            "angles_final_deg": _mean_vector(d["angles_final_deg"]),
+            "time_to_eps": {"eps": cfg.eps,
+                            "fraction_reached": _total(d["reached_eps"]) / _count(d["reached_eps"]),
+                            "median_steps": None if streamed else float(np.median(time_to_excess(
+                                res.per_seed[name]["loss_curve"] - res.optimal_loss[:, None],
+                                steps, cfg.eps)))},
         }
         if "train_loss_curve" in d:
-            entry["train_curve"] = {"steps": steps.tolist(), **curve_band(d["train_loss_curve"])}
+            entry["train_curve"] = {"steps": steps.tolist(), **_band(d["train_loss_curve"])}
         if "final_loss_same_total" in d:
             entry["same_total_budget"] = {
                 "main_steps": cfg.same_total_step, "preheat_steps": cfg.hrp.steps,
-                "final_loss": summarize(d["final_loss_same_total"]),
-                "excess_loss": summarize(d["excess_loss_same_total"])}
+                "final_loss": _stat(d["final_loss_same_total"]),
+                "excess_loss": _stat(d["excess_loss_same_total"])}
         if name != ref:
-            entry["paired_vs_" + ref] = {
-                "excess_loss_difference": paired_difference(d["excess_loss"],
-                                                            res.per_seed[ref]["excess_loss"])}
+            diff = (_stat(d["excess_minus_ref"]) if streamed
+                    else paired_difference(d["excess_loss"], v[ref]["excess_loss"]))
+            entry["paired_vs_" + ref] = {"excess_loss_difference": diff}
         inits[name] = entry
     return {"config": cfg, "provenance": provenance(), "seeds_done": res.n_done,
-            "interrupted": res.interrupted, "optimal_loss": summarize(opt),
+            "interrupted": res.interrupted, "streamed": streamed,
+            "optimal_loss": _stat(v["optimal_loss"]),
             "preheat_rank": cfg.preheat_rank if cfg.preheats else None,
             "steps": steps.tolist(), "reference": ref, "inits": inits}
 
@@ -107,7 +127,8 @@ def table(summary: dict) -> str:
 
 
 def save_experiment(res: ExperimentResult, out_dir, json_path=None, figures: bool = True) -> dict:
-    """Write ``summary.json``, ``per_seed.npz`` and figures to ``out_dir`` (and ``json_path``).
+    """Write ``summary.json``, ``per_seed.npz`` (not for a streamed run) and figures to
+    ``out_dir`` (and ``json_path``).
 
     Returns the summary and the paths written under ``"paths"``.
     """
@@ -115,11 +136,12 @@ def save_experiment(res: ExperimentResult, out_dir, json_path=None, figures: boo
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize_experiment(res)
     paths = {"summary": write_json(out / "summary.json", summary)}
-    flat = {"optimal_loss": res.optimal_loss}
-    for name, d in res.per_seed.items():
-        for k, v in d.items():
-            flat[f"{name}/{k}"] = v
-    paths["per_seed"] = write_npz(out / "per_seed.npz", flat)
+    if res.per_seed is not None:  # a streamed run keeps no per-seed arrays
+        flat = {"optimal_loss": res.optimal_loss}
+        for name, d in res.per_seed.items():
+            for k, v in d.items():
+                flat[f"{name}/{k}"] = v
+        paths["per_seed"] = write_npz(out / "per_seed.npz", flat)
     if json_path is not None:
         paths["json"] = write_json(json_path, summary)
     if figures:

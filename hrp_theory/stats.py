@@ -5,6 +5,8 @@ Non-finite values (diverged seeds) are counted and left out, never averaged in.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import stats as _st
 
@@ -34,6 +36,58 @@ def summarize(x, level: float = 0.95) -> dict:
     return out | {"mean": mean, "se": se, "median": float(np.median(finite)),
                   "q05": float(np.quantile(finite, 0.05)), "q95": float(np.quantile(finite, 0.95)),
                   "ci95": [mean - half, mean + half]}
+
+
+class Moments(NamedTuple):
+    """Streaming statistics of a metric, elementwise over its non-seed axes: finite count, mean,
+    sum of squared deviations (``m2``), non-finite count. Merge chunks with ``merge_moments``
+    (Chan et al.'s pairwise update), so memory does not grow with the number of seeds."""
+
+    n: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    n_nonfinite: np.ndarray
+
+
+def moments_of(x) -> Moments:
+    """Moments of a chunk ``x`` (seeds first); non-finite entries are counted, not averaged."""
+    x = np.asarray(x, np.float64)
+    ok = np.isfinite(x)
+    n = ok.sum(axis=0)
+    mean = np.where(ok, x, 0.0).sum(axis=0) / np.maximum(n, 1)
+    m2 = (np.where(ok, x - mean, 0.0) ** 2).sum(axis=0)
+    return Moments(n, mean, m2, (~ok).sum(axis=0))
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    n = a.n + b.n
+    delta = b.mean - a.mean
+    safe = np.maximum(n, 1)
+    return Moments(n, a.mean + delta * b.n / safe, a.m2 + b.m2 + delta ** 2 * a.n * b.n / safe,
+                   a.n_nonfinite + b.n_nonfinite)
+
+
+def summarize_moments(mo: Moments, level: float = 0.95) -> dict:
+    """``summarize``'s fields from streamed moments of a scalar metric (no median or quantiles:
+    they need the samples; they are None)."""
+    n, mean = int(mo.n), float(mo.mean)
+    out = {"n": n, "n_nonfinite": int(mo.n_nonfinite), "median": None, "q05": None, "q95": None}
+    if n == 0:
+        nan = float("nan")
+        return out | {"mean": nan, "se": nan, "ci95": [nan, nan]}
+    se = float(np.sqrt(mo.m2 / (n - 1) / n)) if n > 1 else float("nan")
+    half = float(_st.t.ppf(0.5 + level / 2, n - 1)) * se if n > 1 else float("nan")
+    return out | {"mean": mean, "se": se, "ci95": [mean - half, mean + half]}
+
+
+def band_of_moments(mo: Moments, level: float = 0.95) -> dict:
+    """``curve_band``'s fields from streamed moments of a curve (median None)."""
+    n = np.maximum(mo.n, 2)
+    se = np.sqrt(mo.m2 / (n - 1) / n)
+    t = _st.t.ppf(0.5 + level / 2, n - 1)
+    mean = np.where(mo.n > 0, mo.mean, np.nan)
+    return {"mean": mean.tolist(), "lo": (mean - t * se).tolist(), "hi": (mean + t * se).tolist(),
+            "median": None, "n": int(mo.n.min())}
 
 
 def paired_difference(a, b) -> dict:
