@@ -33,3 +33,14 @@ def test_preheat_svd_benchmark_tiny(tmp_path, monkeypatch):
         assert r["thin_s"] > 0 and r["speedup"] > 0
         assert r["top_r_rel_err"] < 1e-3  # thin and dense give the same top-r spectrum
     assert fig.stat().st_size > 0
+
+
+def test_memory_benchmark_tiny(tmp_path):
+    out = tmp_path / "mem.json"
+    mod = runpy.run_path(str(ROOT / "benchmarks" / "memory.py"))
+    assert mod["main"](["--seeds", "20,40", "--per-seed-max", "20", "--steps", "4",
+                        "--chunk", "16", "--json", str(out)]) == 0
+    js = json.loads(out.read_text())
+    assert [(r["seeds"], r["stream"]) for r in js["rows"]] == [(20, True), (20, False), (40, True)]
+    assert all(r["spectral"] and r["peak_rss_mb"] > 0 for r in js["rows"])
+    assert "streamed" in js["rss_slopes"] and out.with_suffix(".png").stat().st_size > 0
