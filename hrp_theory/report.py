@@ -95,8 +95,10 @@ def summarize_experiment(res: ExperimentResult) -> dict:
             "steps": steps.tolist(), "reference": ref, "inits": inits}
 
 
-def _fmt(x: float) -> str:
-    return "nan" if x is None or not np.isfinite(x) else f"{x:.4g}"
+def _fmt(x: float | None) -> str:
+    if x is None:  # not available (a streamed run has no medians)
+        return "—"
+    return "nan" if not np.isfinite(x) else f"{x:.4g}"
 
 
 def table(summary: dict) -> str:
