@@ -212,20 +212,20 @@ def load_layers(cfg: RealConfig, progress: bool = True) -> tuple[list[LayerData]
 def layer_problem(layer: LayerData) -> tuple[Problem, dict]:
     """The layer's regression problem in theory units (module docstring) and its facts."""
     Sigma = layer.Sigma
-    facts = {}
+    dW = layer.dW
+    s_dw = np.linalg.svd(dW, compute_uv=False)
+    facts = {"delta_relative_norm": float(np.linalg.norm(dW) / np.linalg.norm(layer.W0)),
+             "delta_top8_energy": float((s_dw[:8] ** 2).sum() / (s_dw ** 2).sum())}
+    scale = s_dw[0]  # σ₁(ΔW Σ^{1/2}), so the problem is built once, already in theory units
     if Sigma is not None:
-        lam = np.linalg.eigvalsh(Sigma)
+        lam, Q = np.linalg.eigh(Sigma)
         facts["sigma_condition"] = float(lam[-1] / max(lam[0], 1e-300))
         q = np.clip(lam, 0, None) / np.clip(lam, 0, None).sum()
         q = q[q > 0]
         facts["sigma_effective_rank"] = float(np.exp(-np.sum(q * np.log(q))))  # entropy rank
-        Sigma = Sigma / lam[-1]
-    dW = layer.dW
-    s_dw = np.linalg.svd(dW, compute_uv=False)
-    facts["delta_relative_norm"] = float(np.linalg.norm(dW) / np.linalg.norm(layer.W0))
-    facts["delta_top8_energy"] = float((s_dw[:8] ** 2).sum() / (s_dw ** 2).sum())
-    problem = problem_from_matrices(dW, layer.W0, Sigma)
-    scale = float(problem.whitened.S[0])
+        Sigma, lam = Sigma / lam[-1], lam / lam[-1]
+        half = (Q * np.sqrt(np.maximum(lam, 1e-12))) @ Q.T  # problem_from_matrices' clip
+        scale = np.linalg.norm(dW @ half, 2)
     problem = problem_from_matrices(dW / scale, layer.W0 / scale, Sigma)
     return problem, facts
 
