@@ -2,14 +2,19 @@
 
 Measures seed·steps/s of the library's own ``train`` (factored gradients, optax GD, ``lax.scan``)
 run for many seeds inside one jit, next to what a user would otherwise write, all on the same
-targets and inits in float32:
+targets and inits in float32. The default variant is the product's path: seeds split over every
+local device (on a CPU the script splits the host into one XLA device per core, what
+``hrp-sim … --cpu-devices N`` does, see ``hrp_theory/_xla.py``), ``lax.map`` one seed at a time on
+each; the 1-device variants show what the split buys (one device is the library's CPU default).
 
 * NumPy per-seed loops: the factored update (``ratio_vs_numpy`` is taken against it, the strong
   baseline) and the residual form ``E = BAᵀ − M`` most people write first;
 * batched PyTorch (``torch.bmm`` over all seeds), factored form (``ratio_vs_torch``; skipped
   if torch is not installed: ``pip install torch==2.13.0``, the ``bench`` extra);
-* the spectral fast path (``M = diag(σ)``, ``losses.DiagonalC``): ``spectral_speedup``;
-* the float32 matmul peak of this machine (a 2048² ``jnp`` matmul), measured in the same run.
+* the spectral fast path (``M = diag(σ)``, ``losses.DiagonalC``): ``spectral_speedup`` against
+  the default dense variant (``spectral_speedup_vs_dense_vmap`` against the naive ``vmap``);
+* the float32 matmul peak of this machine (a 2048² matmul, the better of ``jnp`` and NumPy),
+  measured in the same run.
 
     python benchmarks/throughput.py                 # m = n = 256, r = 8, 256 seeds, 200 steps
     python benchmarks/throughput.py --json out.json --scaling
@@ -79,11 +84,15 @@ def torch_batched(Ms, A0s, lr, steps):
 
 
 def matmul_peak(jnp, jax, size=2048, repeats=5):
-    """float32 GFLOP/s of a ``size``² jnp matmul on this machine (best of ``repeats``)."""
+    """float32 GFLOP/s of a ``size``² matmul on this machine: the better of ``jnp`` (XLA runs one
+    large dot on every core) and NumPy's BLAS, best of ``repeats`` each."""
     x = jnp.ones((size, size), jnp.float32)
     f = jax.jit(lambda a: a @ a)
     jax.block_until_ready(f(x))
-    return 2 * size ** 3 / best_time(lambda: jax.block_until_ready(f(x)), repeats) / 1e9
+    xn = np.ones((size, size), np.float32)
+    t = min(best_time(lambda: jax.block_until_ready(f(x)), repeats),
+            best_time(lambda: xn @ xn, repeats))
+    return 2 * size ** 3 / t / 1e9
 
 
 def slope(x, y):
@@ -102,15 +111,24 @@ def main(argv=None):
                    help="seeds for the NumPy loop (default: all; its rate is per seed·step)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scaling", action="store_true", help="also measure log-log scaling slopes")
+    p.add_argument("--cpu-devices", type=int, default=None,
+                   help="XLA CPU devices to split the host into (default: one per core)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
 
+    from hrp_theory import _xla
+
+    try:
+        _xla.split_cpu(a.cpu_devices or _xla.usable_cores())
+    except ValueError as e:  # JAX already running in this process (e.g. under pytest)
+        print(f"note: {e}; measuring on the devices it has")
     import jax
     import jax.numpy as jnp
 
     import hrp_theory as H
     from hrp_theory.inits import random_factor
     from hrp_theory.losses import DiagonalC
+    from hrp_theory.montecarlo import seed_sharding, shard_seeds
     from hrp_theory.problems import problem_arrays
 
     if a.json:
@@ -133,36 +151,43 @@ def main(argv=None):
         res = H.train(p0, obj, 1.0, form="classic", opt=opt, steps=steps)
         return res.params.B @ res.params.A.T
 
-    def dense_runner(batch, steps):
+    def sharded(local, devices, in_specs):
+        """``local`` over seeds split across ``devices`` local devices, as ``chunk_runner`` does."""
+        return jax.jit(shard_seeds(local, devices, in_specs))
+
+    def dense_runner(batch, steps, devices=1):
         body = lambda x: one(H.Objective(C=x[0], Mt=x[0]), x[1], steps)  # noqa: E731
         if batch is None:
             return jax.jit(jax.vmap(lambda M, A: body((M, A))))
-        return jax.jit(lambda M, A: jax.lax.map(body, (M, A), batch_size=batch))
+        local = lambda M, A: jax.lax.map(body, (M, A), batch_size=batch)  # noqa: E731
+        return sharded(local, devices, ("seeds", "seeds"))
 
-    def spectral_runner(m, n, steps, batch=1):
+    def spectral_runner(m, n, steps, batch=1, devices=1):
         body = lambda A, S: one(H.Objective(C=DiagonalC.of(S, m, n)), A, steps)  # noqa: E731
         if batch is None:
             return jax.jit(jax.vmap(body, in_axes=(0, None)))
-        return jax.jit(lambda A, S: jax.lax.map(lambda x: body(x, S), A, batch_size=batch))
+        local = lambda A, S: jax.lax.map(lambda x: body(x, S), A, batch_size=batch)  # noqa: E731
+        return sharded(local, devices, ("seeds", None))
 
+    D = jax.local_device_count()
+    if a.seeds % D:
+        a.seeds = -(-a.seeds // D) * D
+        print(f"seeds rounded up to {a.seeds}, a multiple of the {D} local devices")
     Ms, A0s, S = data(a.m, a.n, a.seeds)
+    Ms_d, A0s_d = (jax.device_put(x, seed_sharding(D)) for x in (Ms, A0s))
     work = a.seeds * a.steps
     rates, outputs, compile_s = {}, {}, {}
-    variants = {"lax.map(batch_size=1)": (dense_runner(1, a.steps), (Ms, A0s)),
-                "lax.map(batch_size=8)": (dense_runner(8, a.steps), (Ms, A0s)),
-                "vmap(all seeds)": (dense_runner(None, a.steps), (Ms, A0s)),
-                "spectral, lax.map(batch_size=1)": (spectral_runner(a.m, a.n, a.steps), (A0s, S)),
-                "spectral, vmap(all seeds)": (spectral_runner(a.m, a.n, a.steps, None), (A0s, S))}
-    for name, (fn, args) in variants.items():
-        t0 = time.perf_counter()
-        outputs[name] = jax.block_until_ready(fn(*args))  # compile + first run
-        first = time.perf_counter() - t0
-        t = best_time(lambda: jax.block_until_ready(fn(*args)), a.repeats)
-        compile_s[name] = max(first - t, 0.0)
-        rates[name] = work / t
-        print(f"jax   {name:<32} {rates[name]:>12,.0f} seed·steps/s  "
-              f"(compile {compile_s[name]:.2f} s)", flush=True)
-
+    default, spectral_default = f"lax.map(batch 1), {D} dev", f"spectral, lax.map(batch 1), {D} dev"
+    variants = {default: (dense_runner(1, a.steps, D), (Ms_d, A0s_d)),
+                "lax.map(batch 1), 1 dev": (dense_runner(1, a.steps), (Ms, A0s)),
+                "lax.map(batch 8), 1 dev": (dense_runner(8, a.steps), (Ms, A0s)),
+                "vmap(all seeds), 1 dev": (dense_runner(None, a.steps), (Ms, A0s)),
+                spectral_default: (spectral_runner(a.m, a.n, a.steps, 1, D), (A0s_d, S)),
+                "spectral, lax.map(batch 1), 1 dev": (spectral_runner(a.m, a.n, a.steps), (A0s, S)),
+                "spectral, vmap(all seeds), 1 dev": (spectral_runner(a.m, a.n, a.steps, None),
+                                                     (A0s, S))}
+    # The baselines run first: after XLA's runs its worker threads stay busy for a while, which
+    # halved the NumPy residual loop's 2-thread BLAS calls when it ran second (15.5k -> 6.9k).
     ns = a.seeds if a.numpy_seeds is None else min(a.numpy_seeds, a.seeds)
     Ms_np, A0_np = np.asarray(Ms[:ns]), np.asarray(A0s[:ns])
     lr32 = np.float32(a.lr)
@@ -170,9 +195,6 @@ def main(argv=None):
     np_rate = ns * a.steps / t
     t = best_time(lambda: numpy_loop(Ms_np, A0_np, lr32, a.steps, residual_step), 1)
     np_resid_rate = ns * a.steps / t
-    ref = numpy_loop(Ms_np[:2], A0_np[:2], lr32, a.steps)
-    default = "lax.map(batch_size=1)"
-    agree = float(max(np.abs(np.asarray(outputs[default][i]) - ref[i]).max() for i in range(2)))
     print(f"numpy per-seed loop, factored  {np_rate:>12,.0f} seed·steps/s  ({ns} seeds)")
     print(f"numpy per-seed loop, residual  {np_resid_rate:>12,.0f} seed·steps/s  ({ns} seeds)")
     torch_rate = torch_agree = None
@@ -185,15 +207,29 @@ def main(argv=None):
         t = best_time(lambda: torch_batched(Mall, Aall, a.lr, a.steps), a.repeats)
         torch_rate = work / t
         torch_out = torch_batched(Mall[:2], Aall[:2], a.lr, a.steps)
-        torch_agree = float(np.abs(np.asarray(outputs[default][:2]) - torch_out).max())
         print(f"torch batched (bmm), factored  {torch_rate:>12,.0f} seed·steps/s  "
               f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    for name, (fn, args) in variants.items():
+        t0 = time.perf_counter()
+        outputs[name] = jax.block_until_ready(fn(*args))  # compile + first run
+        first = time.perf_counter() - t0
+        t = best_time(lambda: jax.block_until_ready(fn(*args)), a.repeats)
+        compile_s[name] = max(first - t, 0.0)
+        rates[name] = work / t
+        print(f"jax   {name:<36} {rates[name]:>12,.0f} seed·steps/s  "
+              f"(compile {compile_s[name]:.2f} s)", flush=True)
+
+    ref = numpy_loop(Ms_np[:2], A0_np[:2], lr32, a.steps)
+    agree = float(max(np.abs(np.asarray(outputs[default][i]) - ref[i]).max() for i in range(2)))
+    if torch_rate:
+        torch_agree = float(np.abs(np.asarray(outputs[default][:2]) - torch_out).max())
     peak = matmul_peak(jnp, jax)
     flops = {k: 4 * a.m * a.n * a.r * v for k, v in rates.items() if "spectral" not in k}
     best_name = max(flops, key=flops.get)
     ratio = rates[default] / np_rate
-    spectral = rates["spectral, lax.map(batch_size=1)"] / rates[default]
+    spectral = rates[spectral_default] / rates[default]
     spectral_best = max(v for k, v in rates.items() if k.startswith("spectral")) / rates[default]
+    naive = rates["vmap(all seeds), 1 dev"]
     print(f"ratio jax {default} / numpy factored = {ratio:.2f}x, / numpy residual = "
           f"{rates[default] / np_resid_rate:.2f}x"
           + (f", / torch batched = {rates[default] / torch_rate:.2f}x" if torch_rate else "")
@@ -208,8 +244,10 @@ def main(argv=None):
         "ratio_vs_numpy_residual": rates[default] / np_resid_rate,
         "torch_seed_steps_per_s": torch_rate,
         "ratio_vs_torch": rates[default] / torch_rate if torch_rate else None,
-        "spectral_seed_steps_per_s": rates["spectral, lax.map(batch_size=1)"],
+        "spectral_seed_steps_per_s": rates[spectral_default],
         "spectral_speedup": spectral, "spectral_speedup_best": spectral_best,
+        "spectral_speedup_vs_dense_vmap": rates[spectral_default] / naive,
+        "devices": D, "default_variant": default,
         "variants": rates, "compile_s": compile_s,
         "matmul_peak_gflops": peak, "fraction_of_peak": flops[best_name] / 1e9 / peak,
         "best_dense_variant": best_name, "max_abs_difference": agree,
@@ -218,7 +256,8 @@ def main(argv=None):
                    "machine": platform.machine(), "jax": jax.__version__,
                    "python": sys.version.split()[0]}}
     if a.scaling:
-        result["scaling"] = scaling(a, data, dense_runner, jax)
+        result["scaling"] = scaling(a, data, lambda steps: dense_runner(1, steps, D),
+                                    seed_sharding(D), jax)
         print("log-log slopes of time:", {k: round(v["slope"], 2)
                                          for k, v in result["scaling"].items()})
     if a.json:
@@ -227,7 +266,7 @@ def main(argv=None):
     return 0
 
 
-def scaling(a, data, dense_runner, jax):
+def scaling(a, data, runner, sharding, jax):
     """Time of the default variant over seeds, width (m = n) and steps; log-log slopes."""
     out = {}
     grids = {"seeds": [a.seeds // 4, a.seeds // 2, a.seeds], "width": [a.m // 4, a.m // 2, a.m],
@@ -239,7 +278,8 @@ def scaling(a, data, dense_runner, jax):
             w = v if axis == "width" else a.m
             steps = v if axis == "steps" else a.steps
             Ms, A0s, _ = data(w, w, seeds)
-            fn = dense_runner(1, steps)
+            fn = runner(steps)
+            Ms, A0s = (jax.device_put(x, sharding) for x in (Ms, A0s))
             jax.block_until_ready(fn(Ms, A0s))
             times.append(best_time(lambda: jax.block_until_ready(fn(Ms, A0s)), a.repeats))
         out[axis] = {"values": values, "seconds": times, "slope": slope(values, times)}

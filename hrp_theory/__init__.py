@@ -10,7 +10,7 @@ from . import _xla
 _xla.apply()  # before anything starts the JAX backend (see _xla.py)
 
 
-from . import flow, theory
+from . import distributed, flow, theory
 from .dynamics import OPTIMIZERS, TrainResult, TrainSpec, make_optimizer, train
 from .flow import Flow, gradient_flow
 from .inits import INITS, initialize
@@ -26,7 +26,7 @@ from .stats import paired_difference, summarize
 from .verify import CHECKS, run_checks
 
 __all__ = [
-    "CHECKS", "Flow", "flow", "gradient_flow", "map_seeds", "run_checks", "theory",
+    "CHECKS", "Flow", "distributed", "flow", "gradient_flow", "map_seeds", "run_checks", "theory",
     "ExperimentConfig", "ExperimentResult", "FORMS", "HrpSpec", "INITS", "LoraParams", "LoraSpec",
     "OPTIMIZERS", "Objective", "Preheated", "Problem", "ProblemSpec", "SPECTRUM_FAMILIES",
     "TrainResult", "TrainSpec", "direction_metrics", "factor_grads", "initialize",

@@ -101,6 +101,9 @@ def _add_compare_flags(p: argparse.ArgumentParser, defaults: dict | None = None)
     g.add_argument("--batch-size", type=int, default=None, help="seeds vmapped together")
     g.add_argument("--devices", type=int, default=None,
                    help="local devices to shard the seeds over (default: all)")
+    g.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="split the CPU into N XLA devices, e.g. one per core (about N× faster "
+                        "on CPU; opt-in, see README 'Several devices')")
     g.add_argument("--basis", default="auto",
                    help="auto|dense|spectral: simulate in M's singular basis, O((m+n)r²) a step "
                         "(auto: where exact: Σ = I, gaussian factors, gd/sgd/flow)")
@@ -114,6 +117,16 @@ def _add_compare_flags(p: argparse.ArgumentParser, defaults: dict | None = None)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several hosts (jax.distributed; see hrp_theory/distributed.py)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run detected from Slurm / Open MPI / Cloud TPU")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address and a free port (with the next two flags)")
+    g.add_argument("--num-processes", type=int, default=None)
+    g.add_argument("--process-id", type=int, default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hrp-sim", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -121,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare_flags(demo, DEMO)
     cmp_ = sub.add_parser("compare", help="compare inits on any synthetic problem")
     _add_compare_flags(cmp_)
+    for q in (demo, cmp_):
+        _add_distributed_flags(q)
     sw = sub.add_parser("sweep", help="compare over a list of values of any compare flag")
     _add_compare_flags(sw)
     sw.set_defaults(out="hrp-results/sweep")
@@ -308,6 +323,11 @@ def ordering_verdict(summary: dict) -> str:
 
 
 def run_compare(a: argparse.Namespace) -> int:
+    from . import distributed
+
+    if a.distributed or a.coordinator is not None or a.num_processes is not None \
+            or a.process_id is not None:
+        distributed.initialize(a.coordinator, a.num_processes, a.process_id)
     _x64(a)
     from .montecarlo import run_experiment
     from .report import save_experiment, table
@@ -320,6 +340,8 @@ def run_compare(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = run_experiment(config, progress=not a.quiet, stream=a.stream)
     wall = time.perf_counter() - t0
+    if not distributed.is_primary():
+        return 130 if res.interrupted else 0  # process 0 writes and prints
     summary = save_experiment(res, a.out, a.json, figures=not a.no_figures)
     print(table(summary))
     if a.command == "demo":
@@ -397,6 +419,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "cpu_devices", None) is not None:
+            from . import _xla
+
+            _xla.split_cpu(args.cpu_devices)
         if args.command == "verify":
             return run_verify(args)
         if args.command == "sweep":

@@ -323,6 +323,33 @@ def vmap_batch(batch_size: int | None, chunk: int) -> int:
     return batch
 
 
+def shard_seeds(local, devices: int, in_specs: tuple):
+    """``local`` run on the first ``devices`` local devices, each on its share of the seed axis
+    (the leading axis of the arguments whose spec is ``"seeds"``; ``None`` replicates one), and
+    the seed-major outputs gathered back. ``devices == 1``: ``local`` itself."""
+    if devices == 1:
+        return local
+    from jax.sharding import PartitionSpec as P
+
+    specs = tuple(P("seeds") if s == "seeds" else P() for s in in_specs)
+    return jax.shard_map(local, mesh=seed_mesh(devices), in_specs=specs, out_specs=P("seeds"),
+                         check_vma=False)
+
+
+def seed_mesh(devices: int):
+    """The 1-D mesh ``("seeds",)`` over the first ``devices`` local devices."""
+    from jax.sharding import Mesh
+
+    return Mesh(np.array(jax.local_devices()[:devices]), ("seeds",))
+
+
+def seed_sharding(devices: int):
+    """Where a seed-major array lives when its seeds are split over ``devices`` devices."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    return NamedSharding(seed_mesh(devices), P("seeds"))
+
+
 @functools.lru_cache(maxsize=64)
 def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1):
     """The jitted function running ``fn`` on seeds ``start … start+chunk−1`` (compiled once per
@@ -331,22 +358,14 @@ def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1):
     def local(keys, args):
         return jax.lax.map(lambda k: fn(k, static, args), keys, batch_size=batch)
 
-    if devices > 1:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
-        mesh = Mesh(np.array(jax.local_devices()[:devices]), ("seeds",))
-        seeds_axis = NamedSharding(mesh, P("seeds"))
-        mapped = jax.shard_map(local, mesh=mesh, in_specs=(P("seeds"), P()),
-                               out_specs=P("seeds"), check_vma=False)
-    else:
-        mapped = local
+    mapped = shard_seeds(local, devices, ("seeds", None))
 
     def run(root: jax.Array, start: jax.Array, args):
         global TRACE_COUNT
         TRACE_COUNT += 1
         keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(start + jnp.arange(chunk))
         if devices > 1:
-            keys = jax.lax.with_sharding_constraint(keys, seeds_axis)
+            keys = jax.lax.with_sharding_constraint(keys, seed_sharding(devices))
         return mapped(keys, args)
 
     return jax.jit(run)
@@ -370,6 +389,11 @@ def map_seeds(fn, static, args, *, seeds: int, seed: int = 0, chunk_size: int | 
     bar; a Ctrl-C keeps the chunks already finished (``interrupted=True``). With ``devices > 1``
     (default: every local device) each chunk's seeds are sharded over them.
 
+    Several processes (after ``jax.distributed.initialize``, see ``distributed.py``): each round,
+    process ``i`` runs the ``i``-th chunk of the round on its own devices and the chunks are
+    gathered (``process_allgather``), so every process ends with every seed's result, the same
+    as one process would get. A Ctrl-C must then reach every process.
+
     ``reduce``: ``host chunk -> pytree of arrays (seeds first)``; when given, each chunk is
     folded into streaming ``stats.Moments`` and dropped, so memory stays bounded whatever
     ``seeds`` is, and ``out`` is the pytree of ``Moments``.
@@ -377,15 +401,20 @@ def map_seeds(fn, static, args, *, seeds: int, seed: int = 0, chunk_size: int | 
     from tqdm.auto import tqdm
 
     devices = check_devices(devices)
-    chunk = chunk_length(seeds, chunk_size, devices)
+    procs, me = jax.process_count(), jax.process_index()
+    chunk = chunk_length(-(-seeds // procs), chunk_size, devices)
     run = chunk_runner(fn, static, chunk, vmap_batch(batch_size, chunk // devices), devices)
     root = jax.random.key(seed)
     parts, total, done, interrupted = [], None, 0, False
-    bar = tqdm(total=seeds, unit="seed", disable=not progress, desc=desc)
+    bar = tqdm(total=seeds, unit="seed", disable=not progress or me > 0, desc=desc)
     try:
         while done < seeds:
-            out = jax.device_get(run(root, jnp.asarray(done, jnp.int32), args))
-            take = min(chunk, seeds - done)
+            out = jax.device_get(run(root, jnp.asarray(done + me * chunk, jnp.int32), args))
+            if procs > 1:
+                from jax.experimental.multihost_utils import process_allgather
+
+                out = process_allgather(out, tiled=True)
+            take = min(procs * chunk, seeds - done)
             out = jax.tree.map(lambda a: np.asarray(a)[:take], out)
             if reduce is None:
                 parts.append(out)

@@ -24,7 +24,7 @@ from pathlib import Path
 from .results import jsonable, provenance, write_json, write_text
 
 #: Flags that shape the output rather than the experiment: not sweepable.
-NOT_SWEPT = ("out", "json", "quiet", "no_figures", "vary", "command", "x64")
+NOT_SWEPT = ("out", "json", "quiet", "no_figures", "vary", "command", "x64", "cpu_devices")
 
 
 def parse_vary(items, parser: argparse.ArgumentParser, argv) -> list[tuple[str, list]]:
