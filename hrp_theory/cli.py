@@ -102,7 +102,7 @@ def _add_compare_flags(p: argparse.ArgumentParser, defaults: dict | None = None)
     g.add_argument("--devices", type=int, default=None,
                    help="local devices to shard the seeds over (default: all)")
     g.add_argument("--cpu-devices", type=int, default=None, metavar="N",
-                   help="split the CPU into N XLA devices, e.g. one per core (about N× faster "
+                   help="split the CPU into N XLA devices, e.g. one per core (up to N× faster "
                         "on CPU; opt-in, see README 'Several devices')")
     g.add_argument("--basis", default="auto",
                    help="auto|dense|spectral: simulate in M's singular basis, O((m+n)r²) a step "
