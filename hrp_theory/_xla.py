@@ -16,8 +16,11 @@ opt-in. With Eigen single-threaded, one XLA CPU device runs the small per-seed m
 step on one core; N devices shard the seeds like GPUs do, and on the 2-core CI machine that
 gives the dense path 1.8× (``benchmarks/throughput.py``: 35k → 63k seed·steps/s at m = n = 256,
 r = 8), with results bit-identical to one device (``tests/multidevice``). It is not the default
-because with it the full test suite hung twice in two runs (in the quickstart notebook's kernel,
-every thread idle, as above), which it never did with one device.
+because with it the full test suite hung in three runs out of three (in the quickstart notebook's
+kernel), which it never did with one device. gdb shows why: both ``tf_XLAEigen`` pool threads (2
+on 2 cores) sit in jaxlib's batched LAPACK QR (``lapack_dgeqrf_ffi`` → ``ParallelBatchMap`` →
+``BlockingCounter::Wait``), each waiting for sub-tasks it queued on that same, now full, pool.
+One device runs one such call at a time, which leaves a pool thread free.
 
 The flags only touch the CPU backend and only take effect if set before JAX initialises its
 backends, which is why ``hrp_theory`` sets them on import. A flag the user already put in
