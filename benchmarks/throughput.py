@@ -186,8 +186,8 @@ def main(argv=None):
                 "spectral, lax.map(batch 1), 1 dev": (spectral_runner(a.m, a.n, a.steps), (A0s, S)),
                 "spectral, vmap(all seeds), 1 dev": (spectral_runner(a.m, a.n, a.steps, None),
                                                      (A0s, S))}
-    # The baselines run first: after XLA's runs its worker threads stay busy for a while, which
-    # halved the NumPy residual loop's 2-thread BLAS calls when it ran second (15.5k -> 6.9k).
+    # The baselines run first, on an idle machine. (The NumPy residual loop is bimodal from one
+    # process to the next, ~7k or ~15.5k seed·steps/s whatever the order: see the README.)
     ns = a.seeds if a.numpy_seeds is None else min(a.numpy_seeds, a.seeds)
     Ms_np, A0_np = np.asarray(Ms[:ns]), np.asarray(A0s[:ns])
     lr32 = np.float32(a.lr)
