@@ -1,6 +1,6 @@
 """Several hosts: start ``jax.distributed`` so one Monte Carlo run uses every host's devices.
 
-After ``initialize``, ``montecarlo.map_seeds`` gives each process its own chunk of every round of
+After ``initialize``, ``seeds.map_seeds`` gives each process its own chunk of every round of
 seeds (run on its local devices, sharded as on one host) and gathers the chunks, so each process
 holds every seed's result, identical to a one-process run; only process 0 writes files and prints.
 

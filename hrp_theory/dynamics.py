@@ -13,33 +13,24 @@ Records are taken at step 0 and after every ``record_every`` steps by a nested s
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from ._fields import traced
 from .lora import LoraParams, trains
 from .losses import Objective, factor_grads, population_loss, train_loss
+from .validation import (in_interval, non_negative, one_of, optional_positive_int,
+                         optional_positive_number, positive_int)
 
 OPTIMIZERS = ("gd", "sgd", "adam", "adamw", "flow")
 DEFAULT_LR = {"gd": 0.1, "sgd": 0.1, "adam": 1e-2, "adamw": 1e-2, "flow": 0.02}
 
 
 def check_optimizer(name: str, field: str = "optimizer") -> str:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"{field}: unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
-    return name
-
-
-def check_positive(value, field: str, kind=float):
-    """``value`` must be a positive finite number (a positive integer if ``kind`` is int)."""
-    ok_type = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or value <= 0:
-        what = "a positive integer" if kind is int else "a positive number"
-        raise ValueError(f"{field}: {value!r} must be {what}")
-    return value
+    return one_of(name, field, OPTIMIZERS, "optimizer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,26 +48,22 @@ class TrainSpec:
     """
 
     optimizer: str = "gd"
-    lr: float | None = None
+    lr: float | None = traced(None)
     steps: int = 300
     record_every: int | None = None
-    momentum: float = 0.0
-    weight_decay: float = 1e-4
+    momentum: float = traced(0.0)
+    weight_decay: float = traced(1e-4)
 
     def __post_init__(self):
         check_optimizer(self.optimizer)
-        check_positive(self.steps, "steps", int)
-        if self.lr is not None:
-            check_positive(self.lr, "lr")
-        if self.record_every is not None:
-            check_positive(self.record_every, "record_every", int)
-            if self.steps % self.record_every:
-                raise ValueError(f"record_every: {self.record_every} does not divide steps = "
-                                 f"{self.steps}; choose a divisor of steps")
-        if not (0 <= self.momentum < 1):
-            raise ValueError(f"momentum: {self.momentum} must lie in [0, 1)")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay: {self.weight_decay} must be >= 0")
+        positive_int(self.steps, "steps")
+        optional_positive_number(self.lr, "lr")
+        if optional_positive_int(self.record_every, "record_every") and \
+                self.steps % self.record_every:
+            raise ValueError(f"record_every: {self.record_every} does not divide steps = "
+                             f"{self.steps}; choose a divisor of steps")
+        in_interval(self.momentum, "momentum", 0.0, 1.0, open_hi=True)
+        non_negative(self.weight_decay, "weight_decay")
 
     @property
     def learning_rate(self) -> float:
@@ -84,10 +71,14 @@ class TrainSpec:
 
     @property
     def every(self) -> int:
-        if self.record_every is not None:
-            return self.record_every
-        target = max(1, self.steps // 100)
-        return max(d for d in range(1, target + 1) if self.steps % d == 0)
+        return self.record_every if self.record_every is not None else record_interval(self.steps)
+
+
+def record_interval(steps: int, records: int = 100) -> int:
+    """The largest divisor of ``steps`` that is at most ``steps/records``: about ``records``
+    evenly spaced records of a run."""
+    target = max(1, steps // records)
+    return max(d for d in range(1, target + 1) if steps % d == 0)
 
 
 def make_optimizer(name: str, lr, momentum=0.0, weight_decay=0.0):

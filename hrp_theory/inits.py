@@ -22,22 +22,28 @@ Every init returns ``(LoraParams, dW0)``: the factors, and the change of the fro
 
 ``c`` is the expected column norm of the random init the direction replaces (``1/√3`` for
 Kaiming). With ``freeze-b`` the direction inits put ``c·U_r`` on ``B`` and start from ``A = 0``.
-The random draws are nested: ``hrp``'s ``A_p`` has the random init's ``A`` as its first r columns,
-so ``p = r`` reproduces the random init's subspace on every path.
+Pairing: a seed's draws are keyed by family name and drawn column by column (``draw``), so an
+init's draw depends only on the root seed, the seed index and its own settings — never on p when
+it does not use p, nor on which other inits run. They are nested: ``hrp``'s ``A_p`` has the random
+init's ``A`` as its first r columns, so ``p = r`` reproduces the random init's subspace on every
+path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from . import linalg
 from .lora import LoraParams, direction_side
-from .losses import DiagonalC
+from .losses import DiagonalC, Objective, shift_target
 from .preheat import preheat_then_svd
 from .problems import Problem
+from .validation import names, one_of
 
 RANDOM_INITS = ("kaiming", "gaussian")
 INITS = ("kaiming", "gaussian", "aligned", "aligned-sigma", "hrp", "hrp-sigma", "hrp-2s", "pissa",
@@ -53,14 +59,12 @@ def reference_init(inits) -> str:
 
 
 def check_inits(inits, r: int, k: int) -> tuple[str, ...]:
-    inits = tuple(inits)
+    """Known names, each once; LoRA-GA's ``2r ≤ min(m, n)``."""
+    inits = names(inits, "inits") if inits else ()
     if not inits:
         raise ValueError("inits: empty; name at least one of " + ", ".join(INITS))
     for name in inits:
-        if name not in INITS:
-            raise ValueError(f"inits: unknown init {name!r}; use any of {', '.join(INITS)}")
-    if len(set(inits)) != len(inits):
-        raise ValueError(f"inits: {','.join(inits)} names an init twice; list each once")
+        one_of(name, "inits", INITS, "init")
     if "lora-ga" in inits and 2 * r > k:
         raise ValueError(f"inits: lora-ga uses singular vectors r+1..2r, so 2r = {2 * r} must be "
                          f"<= min(m, n) = {k}; lower r or drop lora-ga")
@@ -69,11 +73,18 @@ def check_inits(inits, r: int, k: int) -> tuple[str, ...]:
 
 def random_factor(key: jax.Array, dim: int, cols: int, dist: str, std, dtype) -> jax.Array:
     """``cols`` random columns of length ``dim``: Kaiming-uniform ``U(−1/√dim, 1/√dim)`` (PEFT's
-    ``kaiming_uniform_(a=√5)``) or Gaussian ``N(0, std²)``."""
+    ``kaiming_uniform_(a=√5)``) or Gaussian ``N(0, std²)``.
+
+    Column ``j`` is drawn from ``fold_in(key, j)`` alone, so the first ``r`` columns of a draw
+    of ``p ≥ r`` columns are the draw of ``r`` columns: a random init and HRP's ``A_p`` are
+    nested, and neither depends on how many columns the other asks for."""
     if dist == "kaiming":
         bound = 1.0 / jnp.sqrt(jnp.asarray(dim, dtype))
-        return jax.random.uniform(key, (dim, cols), dtype, -bound, bound)
-    return std * jax.random.normal(key, (dim, cols), dtype)
+        column = lambda k: jax.random.uniform(k, (dim,), dtype, -bound, bound)  # noqa: E731
+    else:
+        column = lambda k: std * jax.random.normal(k, (dim,), dtype)  # noqa: E731
+    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(cols))
+    return jax.vmap(column, out_axes=1)(keys)
 
 
 def column_norm(dist: str, dim: int, std):
@@ -107,21 +118,28 @@ class InitHyper(NamedTuple):
 
 
 class Draws(NamedTuple):
-    """A seed's random factors for each random family: ``A`` (n, max(r, p)), ``B`` (m, r)."""
+    """A seed's random factors per random family: ``A[fam]`` (n, max(r, p)), ``B[fam]`` (m, r)."""
 
     A: dict
     B: dict
 
 
+def family_key(key: jax.Array, family: str) -> jax.Array:
+    """The key of one random family's draws: ``fold_in(key, crc32(family))``. Keyed by name, so a
+    family's draw does not depend on which other families or inits run, or in which order."""
+    return jax.random.fold_in(key, zlib.crc32(family.encode()) & 0x7FFFFFFF)
+
+
 def draw(key: jax.Array, problem: Problem, st: InitStatic, hy: InitHyper, families) -> Draws:
+    """The random factors of ``families`` for one seed (see ``random_factor``, ``family_key``)."""
     m, n = problem.M.shape
     dtype = problem.M.dtype
     cols = max(st.r, st.p)
     A, B = {}, {}
-    for i, fam in enumerate(sorted(families)):
-        ka, kb = jax.random.split(jax.random.fold_in(key, i))
-        A[fam] = random_factor(ka, n, cols, fam, hy.std, dtype)
-        B[fam] = random_factor(kb, m, st.r, fam, hy.std, dtype)
+    for fam in families:
+        k = family_key(key, fam)
+        A[fam] = random_factor(jax.random.fold_in(k, 0), n, cols, fam, hy.std, dtype)
+        B[fam] = random_factor(jax.random.fold_in(k, 1), m, st.r, fam, hy.std, dtype)
     return Draws(A, B)
 
 
@@ -159,7 +177,7 @@ def _unwhiten(problem: Problem, V: jax.Array) -> jax.Array:
     """``orth(Σ^{-1/2} V)``: a whitened-coordinate direction as a raw input-side direction."""
     if problem.sigma_inv_half is None:
         return V
-    return jnp.linalg.qr(problem.sigma_inv_half @ V)[0]
+    return linalg.orth(problem.sigma_inv_half @ V)
 
 
 def _aligned_sigma(problem, st, hy, draws):
@@ -184,13 +202,13 @@ def _offset(params: LoraParams, s):
 
 
 def _pissa(problem, st, hy, draws):
-    U, S, Vt = jnp.linalg.svd(problem.W0, full_matrices=False)
+    U, S, Vt = linalg.svd(problem.W0)
     root = jnp.sqrt(S[: st.r] / hy.s)
     return _offset(LoraParams(B=U[:, : st.r] * root, A=Vt[: st.r].T * root), hy.s)
 
 
 def _olora(problem, st, hy, draws):
-    Q, R = jnp.linalg.qr(problem.W0)
+    Q, R = linalg.qr(problem.W0)
     return _offset(LoraParams(B=Q[:, : st.r], A=R[: st.r].T), hy.s)
 
 
@@ -199,7 +217,7 @@ def _full_gradient_svd(problem: Problem):
     C = problem.objective.C
     if isinstance(C, DiagonalC):  # spectral fast path: C is its own SVD (σ descending)
         return problem.target
-    U, S, Vt = jnp.linalg.svd(C, full_matrices=False)
+    U, S, Vt = linalg.svd(C)
     return U, S, Vt.T
 
 
@@ -235,3 +253,12 @@ INIT_FNS: dict[str, Callable] = {
 def initialize(name: str, problem: Problem, st: InitStatic, hy: InitHyper, draws: Draws):
     """``(LoraParams, dW0 | None)`` of init ``name`` for one problem."""
     return INIT_FNS[name](problem, st, hy, draws)
+
+
+def start(name: str, problem: Problem, st: InitStatic, hy: InitHyper,
+          draws: Draws) -> tuple[LoraParams, Objective]:
+    """Init ``name``'s factors and the objective its run trains on (an init that moves ``W0`` by
+    ``dW0`` leaves the adapter the target ``M − dW0``). The synthetic experiment and the
+    real-layer study both start every run here."""
+    params, dW0 = initialize(name, problem, st, hy, draws)
+    return params, problem.objective if dW0 is None else shift_target(problem.objective, dW0)

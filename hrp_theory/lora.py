@@ -20,6 +20,9 @@ from typing import NamedTuple
 
 import jax
 
+from ._fields import traced
+from .validation import one_of, optional_positive_number, positive_int
+
 FORMS = ("classic", "freeze-a", "freeze-b")
 SCALINGS = ("alpha/r", "alpha/sqrt-r")
 
@@ -32,9 +35,7 @@ class LoraParams(NamedTuple):
 
 
 def check_form(form: str, field: str = "lora") -> str:
-    if form not in FORMS:
-        raise ValueError(f"{field}: unknown LoRA form {form!r}; use one of {', '.join(FORMS)}")
-    return form
+    return one_of(form, field, FORMS, "LoRA form")
 
 
 def trains(form: str) -> tuple[bool, bool]:
@@ -54,17 +55,14 @@ class LoraSpec:
 
     r: int = 4
     form: str = "classic"
-    alpha: float | None = None
-    scaling: str = "alpha/r"
+    alpha: float | None = traced(None)
+    scaling: str = traced("alpha/r")
 
     def __post_init__(self):
-        if not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"r: {self.r!r} must be a positive integer")
+        positive_int(self.r, "r")
         check_form(self.form)
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling: {self.scaling!r}; use one of {', '.join(SCALINGS)}")
-        if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise ValueError(f"alpha: {self.alpha} must be a positive number")
+        one_of(self.scaling, "scaling", SCALINGS, "scaling")
+        optional_positive_number(self.alpha, "alpha")
 
     def scale(self, rank: int | None = None) -> float:
         """``s`` for a LoRA of ``rank`` (default ``r``) under this spec's α and scaling."""

@@ -11,18 +11,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import linalg
 from .lora import LoraParams, direction_side
 from .problems import Problem
 
 
 def orth(X: jax.Array) -> jax.Array:
     """Orthonormal basis of ``col(X)`` (thin QR)."""
-    return jnp.linalg.qr(X)[0]
+    return linalg.orth(X)
 
 
 def principal_angles(Q1: jax.Array, Q2: jax.Array) -> jax.Array:
     """Principal angles in degrees (ascending) between the spans of orthonormal ``Q1``, ``Q2``."""
-    cos = jnp.linalg.svd(Q1.T @ Q2, compute_uv=False)
+    cos = linalg.singular_values(Q1.T @ Q2)
     return jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))  # cos descending
 
 

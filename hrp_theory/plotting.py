@@ -1,16 +1,35 @@
-"""Figures (functions return matplotlib Figures; nothing calls ``plt.show``)."""
+"""Figures. Each function returns a ``matplotlib.figure.Figure`` built without pyplot: nothing
+here picks a backend or keeps figures alive, ``results.write_png`` saves one from any process
+(no display needed), and a notebook shows a returned figure inline whatever its backend (the
+figures render themselves as PNG, ``_repr_png_``).
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .results import write_png
+from .stats import resolution
 
-from .stats import resolution  # noqa: E402
+class ShownFigure(Figure):
+    """A Figure that Jupyter shows as an image even before pyplot has set up its inline backend
+    (IPython asks objects for ``_repr_png_``)."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
+def _subplots(*grid, figsize, **kw):
+    """``(fig, axes)`` of a pyplot-free figure (same arguments as ``plt.subplots``)."""
+    fig = ShownFigure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kw)
+
 
 COLORS = {"kaiming": "tab:gray", "gaussian": "tab:brown", "aligned": "tab:green",
           "aligned-sigma": "tab:olive", "hrp": "tab:red", "hrp-sigma": "darkred",
@@ -35,9 +54,9 @@ def _title(summary: dict) -> str:
     return t
 
 
-def loss_curves(summary: dict) -> plt.Figure:
+def loss_curves(summary: dict) -> Figure:
     """Excess loss over the best rank-r loss vs step: mean with 95 % CI band, median dashed."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = _subplots(figsize=(7.5, 4.8))
     floor = resolution_floor(summary)
     for name, e in summary["inits"].items():
         c = e["excess_curve"]
@@ -61,7 +80,7 @@ def loss_curves(summary: dict) -> plt.Figure:
     return fig
 
 
-def final_distribution(summary: dict, res) -> plt.Figure:
+def final_distribution(summary: dict, res) -> Figure:
     """Distribution of the final excess loss per init (box plot over seeds, log scale)."""
     names = list(summary["inits"])
     data = []
@@ -69,7 +88,7 @@ def final_distribution(summary: dict, res) -> plt.Figure:
         x = np.asarray(res.per_seed[n]["excess_loss"], float)
         x = x[np.isfinite(x)]
         data.append(np.maximum(x, resolution_floor(summary)))
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = _subplots(figsize=(7.5, 4.2))
     bp = ax.boxplot(data, whis=(5, 95), showmeans=True, patch_artist=True)
     for patch, n in zip(bp["boxes"], names):
         patch.set_facecolor(COLORS.get(n, "white"))
@@ -83,14 +102,9 @@ def final_distribution(summary: dict, res) -> plt.Figure:
     return fig
 
 
-def save_png(fig: plt.Figure, path) -> Path:
-    """Save ``fig`` atomically (temp file + rename) and close it."""
-    path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(path)
-    plt.close(fig)
-    return path
+def save_png(fig: Figure, path) -> Path:
+    """Save ``fig`` as a PNG atomically."""
+    return write_png(path, fig)
 
 
 def save_figures(summary: dict, res, out_dir) -> dict:
@@ -104,9 +118,9 @@ def save_figures(summary: dict, res, out_dir) -> dict:
 
 # --- figures of `hrp-sim verify` (inputs: the ``data`` entries of ``verify.run_checks``) ---------
 
-def theorem_c_figure(data: dict) -> plt.Figure:
+def theorem_c_figure(data: dict) -> Figure:
     """E R_HRP vs preheat rank p (mean, 95 % CI) between Theorem C's two bounds, per spectrum."""
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    fig, axes = _subplots(2, 2, figsize=(10, 7.5))
     for ax, (label, d) in zip(axes.ravel(), data.items()):
         grid, lo, hi = (np.asarray(d["bounds"][k]) for k in ("p", "lower", "upper"))
         ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.15, label="Theorem C bounds")
@@ -126,10 +140,10 @@ def theorem_c_figure(data: dict) -> plt.Figure:
     return fig
 
 
-def transient_figure(data: dict) -> plt.Figure:
+def transient_figure(data: dict) -> Figure:
     """Random Gaussian A, freeze-A gradient flow: MC mean loss vs the exact expected curve."""
     t, mean, se = (np.asarray(data[k]) for k in ("t", "mean", "se"))
-    fig, ax = plt.subplots(figsize=(6.6, 4.2))
+    fig, ax = _subplots(figsize=(6.6, 4.2))
     ax.fill_between(t, mean - 1.96 * se, mean + 1.96 * se, color="tab:red", alpha=0.25)
     ax.plot(t, mean, color="tab:red", label=f"simulated (RK4), mean ± 95% CI, {data['seeds']} seeds")
     ax.plot(t, data["theory"], "k--", lw=1, label="½(1−r/n)F + (F/2n)·E tr e^{−2tAᵀA}")
@@ -143,9 +157,9 @@ def transient_figure(data: dict) -> plt.Figure:
     return fig
 
 
-def gap_figure(data: dict) -> plt.Figure:
+def gap_figure(data: dict) -> Figure:
     """Classic LoRA (gradient flow): excess loss vs time for random / HRP / aligned starts."""
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    fig, ax = _subplots(figsize=(6.8, 4.4))
     t = np.asarray(data["t"])
     floor = 1e-15
     for name, col in (("random", "tab:gray"), ("hrp", "tab:red"), ("aligned", "tab:green")):
@@ -164,9 +178,9 @@ def gap_figure(data: dict) -> plt.Figure:
     return fig
 
 
-def regimes_figure(data: dict) -> plt.Figure:
+def regimes_figure(data: dict) -> Figure:
     """HRP quality vs classic-preheat length T_p: simulated, linearised and first-order."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    fig, ax = _subplots(figsize=(7.2, 4.6))
     t = np.asarray(data["t"])
     keep = t > 0
     for key, col in (("p4", "tab:purple"), ("p8", "tab:red"), ("p16", "tab:orange")):
@@ -196,9 +210,9 @@ def regimes_figure(data: dict) -> plt.Figure:
     return fig
 
 
-def anisotropic_figure(data: dict) -> plt.Figure:
+def anisotropic_figure(data: dict) -> Figure:
     """Converged freeze-A residual R̃ per direction, random vs adversarial Σ (mean, 95 % CI)."""
-    fig, axes = plt.subplots(1, len(data), figsize=(11, 4.2))
+    fig, axes = _subplots(1, len(data), figsize=(11, 4.2))
     for ax, (basis, d) in zip(np.atleast_1d(axes), data.items()):
         names = [k for k in d if isinstance(d[k], dict)]
         mean = [d[k]["mean"] for k in names]
@@ -216,7 +230,7 @@ VERIFY_FIGURES = {"theorem_c": theorem_c_figure, "transient": transient_figure,
                   "gap": gap_figure, "regimes": regimes_figure, "anisotropic": anisotropic_figure}
 
 
-def sweep_figure(rows: list, flag: str, dtype: str = "float32") -> plt.Figure:
+def sweep_figure(rows: list, flag: str, dtype: str = "float32", title: str | None = None) -> Figure:
     """Excess loss (mean with 95 % CI, median dashed) vs the first varied flag, one line per init;
     values are clipped at the dtype's resolution of the loss (drawn dotted), as in ``loss_curves``."""
     floor = resolution(dtype, max(abs(r["final_loss"]) for r in rows))
@@ -225,7 +239,7 @@ def sweep_figure(rows: list, flag: str, dtype: str = "float32") -> plt.Figure:
     xs = list(dict.fromkeys(r[flag] for r in rows))
     num = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     pos = {x: (x if num else i) for i, x in enumerate(xs)}
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    fig, ax = _subplots(figsize=(6.8, 4.4))
     for name in dict.fromkeys(r["init"] for r in rows):
         rs = sorted((r for r in rows if r["init"] == name), key=lambda r: pos[r[flag]])
         x = np.array([pos[r[flag]] for r in rs], float)
@@ -245,6 +259,8 @@ def sweep_figure(rows: list, flag: str, dtype: str = "float32") -> plt.Figure:
     ax.set_yscale("log")
     ax.set_xlabel(flag)
     ax.set_ylabel("final excess loss L − L*_r (median dashed)")
+    if title:
+        ax.set_title(title, fontsize=8, wrap=True)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()

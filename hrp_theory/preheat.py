@@ -29,21 +29,22 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg  # noqa: F401
 
+from . import linalg
 from .dynamics import make_optimizer, train
 from .lora import LoraParams
 from .losses import Objective, ct_times
+from .validation import one_of
 
 PREHEAT_FORMS = ("classic", "freeze-a")
 
 
 def check_preheat(p: int, r: int, form: str, steps, k: int) -> None:
     """Validate a preheat: ``r ≤ p ≤ min(m, n)``, a known form, ``steps`` ≥ 1 or 'converged'."""
-    if not (r <= p <= k):
-        raise ValueError(f"preheat_rank: p = {p} must satisfy r = {r} <= p <= min(m, n) = {k}")
-    if form not in PREHEAT_FORMS:
-        raise ValueError(f"preheat: unknown form {form!r}; use one of {', '.join(PREHEAT_FORMS)}")
+    if isinstance(p, bool) or not isinstance(p, int) or not r <= p <= k:
+        raise ValueError(f"preheat_rank: p = {p!r} must be an integer with r = {r} <= p <= "
+                         f"min(m, n) = {k}")
+    one_of(form, "preheat", PREHEAT_FORMS, "preheat form")
     if steps == "converged":
         if form != "freeze-a":
             raise ValueError("preheat_steps: 'converged' has a closed form only for the freeze-a "
@@ -69,9 +70,9 @@ def thin_svd_of_product(B: jax.Array, A: jax.Array, r: int):
     Returns:
       ``(U_r (m, r), S_r (r,), V_r (n, r))`` with canonical signs.
     """
-    Q_B, R_B = jnp.linalg.qr(B)
-    Q_A, R_A = jnp.linalg.qr(A)
-    W_L, S, W_Rt = jnp.linalg.svd(R_B @ R_A.T)
+    Q_B, R_B = linalg.qr(B)
+    Q_A, R_A = linalg.qr(A)
+    W_L, S, W_Rt = linalg.svd(R_B @ R_A.T)
     U, V = canonical_signs(Q_B @ W_L[:, :r], Q_A @ W_Rt[:r].T)
     return U, S[:r], V
 
@@ -79,8 +80,8 @@ def thin_svd_of_product(B: jax.Array, A: jax.Array, r: int):
 def two_sided_directions(B_p: jax.Array, C: jax.Array, r: int):
     """Top-r singular triplets of ``Q Qᵀ C`` with ``Q = orth(B_p)``: ``Q W_L``, ``Ŝ``, ``W_R`` from
     the ``p×n`` SVD of ``QᵀC`` (canonical signs)."""
-    Q = jnp.linalg.qr(B_p)[0]
-    W_L, S, W_Rt = jnp.linalg.svd(ct_times(C, Q).T, full_matrices=False)
+    Q = linalg.orth(B_p)
+    W_L, S, W_Rt = linalg.svd(ct_times(C, Q).T)
     U, V = canonical_signs(Q @ W_L[:, :r], W_Rt[:r].T)
     return U, S[:r], V
 
@@ -97,9 +98,9 @@ class Preheated(NamedTuple):
 def freeze_a_limit(A_p: jax.Array, obj: Objective, s):
     """The freeze-A limit in an orthonormal basis: ``A_p = Q R`` and ``B_∞ A_pᵀ = K Qᵀ`` with
     ``K = C Q (QᵀΣQ)^{-1} / s`` — well conditioned even when ``A_p`` is not (p close to n)."""
-    Q, R = jnp.linalg.qr(A_p)
+    Q, R = linalg.qr(A_p)
     CQ = obj.C @ Q
-    K = CQ if obj.Sigma is None else jnp.linalg.solve(Q.T @ obj.Sigma @ Q, CQ.T).T
+    K = CQ if obj.Sigma is None else linalg.solve(Q.T @ obj.Sigma @ Q, CQ.T).T
     return K / s, Q, R
 
 
@@ -111,7 +112,7 @@ def converged_freeze_a(A_p: jax.Array, obj: Objective, s) -> jax.Array:
 
 def _b_from_limit(K: jax.Array, R: jax.Array) -> jax.Array:
     """``B`` with ``B Rᵀ = K`` (so that ``B A_pᵀ = K Qᵀ``)."""
-    return jax.scipy.linalg.solve_triangular(R, K.T, lower=False).T
+    return linalg.solve_upper(R, K.T).T
 
 
 @functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer", "two_sided",

@@ -38,7 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import linalg
+from ._fields import traced
 from .losses import DiagonalC, Objective
+from .validation import (in_interval, non_negative, optional_positive_int, positive_int,
+                         positive_number)
 
 SPECTRUM_FAMILIES = ("power", "exp", "rank", "spike", "flat", "values", "gap")
 SIGMA_BASES = ("random", "adversarial", "aligned")
@@ -83,10 +87,10 @@ def spectrum_values(spectrum: str, k: int, rank: int | None = None, scale: float
     if family not in SPECTRUM_FAMILIES:
         raise ValueError(f"{field}: unknown family {family!r} in {spectrum!r}; "
                          f"use one of {', '.join(SPECTRUM_FAMILIES)} (e.g. 'power:1')")
-    if rank is not None and not (1 <= rank <= k):
-        raise ValueError(f"rank: {rank} must be between 1 and min(m, n) = {k}")
-    if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale: {scale} must be a positive finite number")
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, np.integer))
+                             or not 1 <= rank <= k):
+        raise ValueError(f"rank: {rank!r} must be an integer between 1 and min(m, n) = {k}")
+    positive_number(scale, "w0_scale" if field == "w0_spectrum" else "scale")
     nonzero = k if rank is None else rank
     i = np.arange(1, nonzero + 1, dtype=np.float64)
     if family == "values":
@@ -184,6 +188,13 @@ def parse_sigma(text: str) -> SigmaSpec:
     return SigmaSpec(beta, basis)
 
 
+def sigma_structure(text: str) -> str:
+    """The compile-time part of a ``sigma`` string: identity or not, and the eigenbasis (the
+    exponent β is traced)."""
+    parsed = parse_sigma(text)
+    return "identity" if parsed.identity else f"power:0:{parsed.basis}"
+
+
 def sigma_eigenvalues(spec: SigmaSpec, n: int) -> np.ndarray:
     """Eigenvalues ``λ_i ∝ i^{-β}`` (descending), normalised so that ``mean(λ) = 1``."""
     if spec.identity:
@@ -210,32 +221,26 @@ class ProblemSpec:
 
     m: int = 64
     n: int = 64
-    spectrum: str = "power:1"
-    rank: int | None = None
-    scale: float = 1.0
-    w0_spectrum: str = "power:0.5"
-    w0_scale: float = 1.0
-    w0_align: float = 0.0
-    sigma: str = "identity"
+    spectrum: str = traced("power:1")
+    rank: int | None = traced(None)
+    scale: float = traced(1.0)
+    w0_spectrum: str = traced("power:0.5")
+    w0_scale: float = traced(1.0)
+    w0_align: float = traced(0.0)
+    sigma: str = traced("identity", static=sigma_structure)
     n_samples: int | None = None
-    noise: float = 0.0
+    noise: float = traced(0.0)
 
     def __post_init__(self):
-        for f in ("m", "n"):
-            v = getattr(self, f)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{f}: {v!r} must be a positive integer")
+        positive_int(self.m, "m")
+        positive_int(self.n, "n")
         # Parse everything once so errors surface here, at the boundary.
         spectrum_values(self.spectrum, self.k, self.rank, self.scale)
         spectrum_values(self.w0_spectrum, self.k, None, self.w0_scale, field="w0_spectrum")
-        if not (0.0 <= self.w0_align <= 1.0):
-            raise ValueError(f"w0_align: {self.w0_align} must lie in [0, 1]")
+        in_interval(self.w0_align, "w0_align", 0.0, 1.0)
         parse_sigma(self.sigma)
-        if self.n_samples is not None and (not isinstance(self.n_samples, (int, np.integer))
-                                           or self.n_samples < 1):
-            raise ValueError(f"n_samples: {self.n_samples!r} must be a positive integer")
-        if not math.isfinite(self.noise) or self.noise < 0:
-            raise ValueError(f"noise: {self.noise} must be >= 0")
+        optional_positive_int(self.n_samples, "n_samples")
+        non_negative(self.noise, "noise")
         if self.noise > 0 and self.n_samples is None:
             raise ValueError("noise: label noise needs a finite-sample problem; set n_samples")
 
@@ -302,7 +307,7 @@ class Problem(NamedTuple):
 def haar_orthogonal(key: jax.Array, n: int, dtype=None) -> jax.Array:
     """A Haar-distributed ``n×n`` orthogonal matrix (QR of a Gaussian with sign fix)."""
     g = jax.random.normal(key, (n, n), dtype or jnp.result_type(float))
-    q, r = jnp.linalg.qr(g)
+    q, r = linalg.qr(g)
     return q * jnp.sign(jnp.diagonal(r))
 
 
@@ -310,7 +315,7 @@ def _rotate_toward(Q_target: jax.Array, Q_random: jax.Array, align: jax.Array) -
     """Orthogonal basis whose leading columns interpolate between ``Q_random`` (align = 0) and
     ``Q_target`` (align = 1): QR keeps the nested spans of ``cos θ·Q_target + sin θ·Q_random``."""
     theta = (1.0 - align) * (jnp.pi / 2)
-    q, r = jnp.linalg.qr(jnp.cos(theta) * Q_target + jnp.sin(theta) * Q_random)
+    q, r = linalg.qr(jnp.cos(theta) * Q_target + jnp.sin(theta) * Q_random)
     return q * jnp.sign(jnp.diagonal(r))
 
 
@@ -369,7 +374,7 @@ def build_problem(key: jax.Array, spec: ProblemSpec, arrays: ProblemArrays,
         sigma_half = (Q * jnp.sqrt(lam)) @ Q.T
         sigma_inv_half = (Q / jnp.sqrt(lam)) @ Q.T
         Mt = M @ sigma_half
-        Ut, St, VtT = jnp.linalg.svd(Mt, full_matrices=False)
+        Ut, St, VtT = linalg.svd(Mt)
         whitened = Svd(Ut, St, VtT.T)
 
     if spec.n_samples is None:
@@ -420,7 +425,7 @@ def problem_from_matrices(M, W0=None, Sigma=None) -> Problem:
     M = _finite_matrix(M, "M")
     m, n = M.shape
     W0 = None if W0 is None else _finite_matrix(W0, "W0", (m, n))
-    Ut, St, VtT = jnp.linalg.svd(M, full_matrices=False)
+    Ut, St, VtT = linalg.svd(M)
     target = Svd(Ut, St, VtT.T)
     if Sigma is None:
         return Problem(M=M, W0=W0, target=target, whitened=target, sigma_inv_half=None,
@@ -428,12 +433,12 @@ def problem_from_matrices(M, W0=None, Sigma=None) -> Problem:
     Sigma = _finite_matrix(Sigma, "Sigma", (n, n))
     if not np.allclose(Sigma, Sigma.T, rtol=1e-6, atol=1e-8 * float(jnp.abs(Sigma).max())):
         raise ValueError("Sigma: not symmetric; pass a covariance matrix such as XᵀX/N")
-    lam, Q = jnp.linalg.eigh(Sigma)
+    lam, Q = linalg.eigh(Sigma)
     if float(lam.min()) < -1e-8 * float(lam.max()):
         raise ValueError(f"Sigma: negative eigenvalue {float(lam.min()):.3g}; it must be PSD")
     lam = jnp.maximum(lam, 1e-12 * lam.max())
     half, inv_half = (Q * jnp.sqrt(lam)) @ Q.T, (Q / jnp.sqrt(lam)) @ Q.T
     Mt = M @ half
-    U, S, Vt = jnp.linalg.svd(Mt, full_matrices=False)
+    U, S, Vt = linalg.svd(Mt)
     return Problem(M=M, W0=W0, target=target, whitened=Svd(U, S, Vt.T), sigma_inv_half=inv_half,
                    objective=Objective(C=M @ Sigma, Sigma=Sigma, Mt=Mt, sigma_half=half))

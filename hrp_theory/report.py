@@ -8,9 +8,9 @@ import numpy as np
 
 from .inits import reference_init
 from .metrics import time_to_excess
-from .montecarlo import ExperimentResult, stream_view
-from .results import provenance, write_json, write_npz, write_text
-from .stats import (Moments, band_of_moments, curve_band, paired_difference, summarize,
+from .experiment import ExperimentResult, stream_view
+from .results import new_run_id, provenance, write_json, write_npz
+from .stats import (DIVERGENCE_FACTOR, DIVERGENCE_RULE, Moments, band_of_moments, curve_band, paired_difference, summarize,
                     summarize_moments)
 
 
@@ -40,6 +40,12 @@ def _total(x) -> float:
 
 def _count(x) -> int:
     return int(x.n + x.n_nonfinite) if isinstance(x, Moments) else int(np.size(x))
+
+
+def _median_time(d: dict, steps, eps: float) -> float:
+    """Median first step with excess ≤ ε over the seeds that did not diverge (inf: not reached)."""
+    t = time_to_excess(d["excess_curve"], steps, eps)[d["diverged"] == 0]
+    return float(np.median(t)) if t.size else float("nan")
 
 
 def summarize_experiment(res: ExperimentResult) -> dict:
@@ -72,9 +78,7 @@ def summarize_experiment(res: ExperimentResult) -> dict:
             "angles_final_deg": _mean_vector(d["angles_final_deg"]),
             "time_to_eps": {"eps": cfg.eps,
                             "fraction_reached": _total(d["reached_eps"]) / _count(d["reached_eps"]),
-                            "median_steps": None if streamed else float(np.median(time_to_excess(
-                                res.per_seed[name]["loss_curve"] - res.optimal_loss[:, None],
-                                steps, cfg.eps)))},
+                            "median_steps": None if streamed else _median_time(d, steps, cfg.eps)},
         }
         if "train_loss_curve" in d:
             entry["train_curve"] = {"steps": steps.tolist(), **_band(d["train_loss_curve"])}
@@ -89,6 +93,7 @@ def summarize_experiment(res: ExperimentResult) -> dict:
             entry["paired_vs_" + ref] = {"excess_loss_difference": diff}
         inits[name] = entry
     return {"config": cfg, "provenance": provenance(), "seeds_done": res.n_done,
+            "divergence_rule": {"factor": DIVERGENCE_FACTOR, "rule": DIVERGENCE_RULE},
             "interrupted": res.interrupted, "streamed": streamed,
             "optimal_loss": _stat(v["optimal_loss"]),
             "preheat_rank": cfg.preheat_rank if cfg.preheats else None,
@@ -128,22 +133,26 @@ def table(summary: dict) -> str:
     return "\n".join(lines + [tail])
 
 
-def save_experiment(res: ExperimentResult, out_dir, json_path=None, figures: bool = True) -> dict:
-    """Write ``summary.json``, ``per_seed.npz`` (not for a streamed run) and figures to
-    ``out_dir`` (and ``json_path``).
+def save_experiment(res: ExperimentResult, out_dir, json_path=None, figures: bool = True,
+                    run_id: str | None = None) -> dict:
+    """Write ``per_seed.npz`` (not for a streamed run), ``summary.json`` and the figures to
+    ``out_dir`` (and the summary to ``json_path``), each atomically; the npz and the summary
+    carry the same ``run_id`` (``results.load_run`` checks it).
 
-    Returns the summary and the paths written under ``"paths"``.
+    Returns the summary, with the paths written under ``"paths"``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize_experiment(res)
-    paths = {"summary": write_json(out / "summary.json", summary)}
+    summary["run_id"] = run_id = run_id or new_run_id()
+    paths = {}
     if res.per_seed is not None:  # a streamed run keeps no per-seed arrays
-        flat = {"optimal_loss": res.optimal_loss}
+        flat = {"run_id": np.array(run_id), "optimal_loss": res.optimal_loss}
         for name, d in res.per_seed.items():
             for k, v in d.items():
                 flat[f"{name}/{k}"] = v
         paths["per_seed"] = write_npz(out / "per_seed.npz", flat)
+    paths["summary"] = write_json(out / "summary.json", summary)
     if json_path is not None:
         paths["json"] = write_json(json_path, summary)
     if figures:
@@ -152,67 +161,3 @@ def save_experiment(res: ExperimentResult, out_dir, json_path=None, figures: boo
         paths.update(save_figures(summary, res, out))
     summary["paths"] = {k: str(v) for k, v in paths.items()}
     return summary
-
-
-# --- `hrp-sim verify` ---------------------------------------------------------------------------------
-
-def _num(x) -> str:
-    return "—" if x is None else f"{x:.6g}"
-
-
-def verify_table(result: dict) -> str:
-    """Terminal table of the verification catalogue: one row per check, verdict last."""
-    head = (f"{'check':<52}{'prediction':>13}{'measured':>13}{'SE':>11}{'tol':>10}{'seeds':>8}"
-            "  verdict")
-    lines = [head, "-" * len(head)]
-    for c in result["checks"]:
-        short = lambda x: "—" if x is None else f"{x:.3g}"  # noqa: E731
-        lines.append(f"{c['name'][:51]:<52}{_num(c['prediction']):>13}{_num(c['measured']):>13}"
-                     f"{short(c['se']):>11}{short(c['tolerance']):>10}{c['seeds']:>8}  "
-                     f"{'pass' if c['passed'] else 'FAIL'}")
-    n_ok = sum(c["passed"] for c in result["checks"])
-    lines.append(f"{n_ok}/{len(result['checks'])} rows pass"
-                 + (" (INTERRUPTED: partial catalogue)" if result["interrupted"] else ""))
-    return "\n".join(lines)
-
-
-def verify_markdown(result: dict, figures: dict) -> str:
-    """The Markdown report: verdict, settings, the full table (with settings and rules), figures."""
-    st = result["settings"]
-    n_ok = sum(c["passed"] for c in result["checks"])
-    out = ["# hrp-theory: THEORY.md checks vs Monte Carlo", "",
-           f"**Verdict: {'ALL PASS' if result['passed'] else 'FAILURES'}** — {n_ok}/"
-           f"{len(result['checks'])} rows pass; {'quick' if st['quick'] else 'full'} run, "
-           f"float64, root seed {st['seed']}, expectations within {st['n_se_expect']:g} SE, bounds "
-           f"within {st['n_se_bound']:g} SE, pathwise identities at {st['pathwise_tol']:g}.", "",
-           "Values are R = ‖(M − BAᵀ)Σ^{1/2}‖² (twice the loss) unless the setting says loss.", "",
-           "| check | setting | prediction / bound | measured | SE | tolerance | seeds | rule | "
-           "verdict |", "|---|---|---|---|---|---|---|---|---|"]
-    for c in result["checks"]:
-        out.append(f"| {c['name']} | {c['setting']} | {_num(c['prediction'])} | "
-                   f"{_num(c['measured'])} | {_num(c['se'])} | {_num(c['tolerance'])} | "
-                   f"{c['seeds']} | {c['rule']} | {'pass' if c['passed'] else '**FAIL**'} |")
-    out += ["", "Wall time per check (s): " + ", ".join(
-        f"{k} {v:.1f}" for k, v in result["timings_s"].items()), ""]
-    for key, path in figures.items():
-        out += [f"## {key}", "", f"![{key}]({Path(path).name})", ""]
-    return "\n".join(out)
-
-
-def save_verification(result: dict, out_dir, json_path=None, figures: bool = True) -> dict:
-    """Write ``verify.json``, ``report.md`` and the figures to ``out_dir`` (atomically)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    figs = {}
-    if figures:
-        from .plotting import VERIFY_FIGURES, save_png
-
-        figs = {key: save_png(fn(result["data"][key]), out / f"{key}.png")
-                for key, fn in VERIFY_FIGURES.items() if key in result["data"]}
-    doc = dict(result, provenance=provenance())
-    paths = {"json": write_json(out / "verify.json", doc)}
-    if json_path is not None:
-        paths["json_copy"] = write_json(json_path, doc)
-    paths["report"] = write_text(out / "report.md", verify_markdown(result, figs))
-    paths.update({f"fig_{k}": v for k, v in figs.items()})
-    return {k: str(v) for k, v in paths.items()}

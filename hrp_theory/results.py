@@ -1,4 +1,16 @@
-"""Atomic, provenance-stamped result files (JSON and npz; no pickle anywhere)."""
+"""Result files that survive: atomic writes, run ids, output checks before the run, a lock per
+output folder. JSON and npz only (no pickle anywhere).
+
+* Every file is written to a unique temporary name beside it, flushed, then renamed over the
+  target: a reader sees the old file or the new one, never half of one. Files follow the umask.
+* ``check_output_dir`` / ``check_output_file`` fail *before* the computation, with the fix, when
+  an output cannot be written.
+* ``OutputFolder`` takes an exclusive lock on the folder (``fcntl.flock`` on
+  ``.hrp-sim.lock``), so a second run into a busy folder is refused instead of mixing files; a
+  folder it created and left empty is removed again.
+* ``summary.json`` and ``per_seed.npz`` carry the same ``run_id``; ``load_run`` refuses a pair
+  from two different runs.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +21,122 @@ import platform
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
 
+LOCK = ".hrp-sim.lock"
 
-def check_writable(path: str | os.PathLike, field: str = "json") -> Path:
-    """Fail early, with the fix, if ``path``'s folder does not exist or ``path`` is a folder."""
-    path = Path(path)
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_dir(path, field: str = "out") -> Path:
+    """``path`` can be used as an output folder: it is a writable folder, or it does not exist
+    and its nearest existing parent is a writable folder. Creates nothing."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{field}: {str(path)!r} is a file; give a folder path")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise ValueError(f"{field}: {str(base)!r} is a file, so {str(path)!r} cannot be created; "
+                         "choose another folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{field}: no permission to write in {str(base)!r}; choose a folder you "
+                         "can write to (e.g. under your home directory)")
+    return path
+
+
+def check_output_file(path, field: str = "json") -> Path:
+    """``path`` can be written: its folder exists and is writable, and it is not a folder (nor a
+    read-only file). Creates nothing."""
+    path = Path(path).expanduser()
     if path.is_dir():
         raise ValueError(f"{field}: {str(path)!r} is a folder; give a file path such as "
                          f"{str(path / 'results.json')!r}")
     if not path.parent.is_dir():
         raise ValueError(f"{field}: folder {str(path.parent)!r} does not exist; create it "
                          f"(mkdir -p {path.parent}) or choose another path")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{field}: no permission to write in {str(path.parent)!r}; choose "
+                         "another path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{field}: {str(path)!r} is read-only; choose another path or make it "
+                         "writable")
     return path
 
 
-def _atomic(path: Path, write) -> Path:
+class OutputFolder:
+    """An output folder held exclusively for one run (a context manager).
+
+    Entering creates the folder if needed and locks it; a folder another process holds raises
+    ``ValueError`` (exit 2 in the CLI). Leaving releases the lock and removes the folder again if
+    this run created it and wrote nothing there."""
+
+    def __init__(self, path, field: str = "out"):
+        self.path = check_output_dir(path, field)
+        self.field = field
+        self._fd = None
+        self._created = []
+
+    def __enter__(self) -> "OutputFolder":
+        import fcntl
+
+        missing = []
+        p = self.path.absolute()
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._created = missing
+        lock = self.path / LOCK
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ValueError(f"{self.field}: {str(self.path)!r} is in use by another hrp-sim run "
+                             f"(pid {holder}); wait for it to finish or choose another folder"
+                             ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        if self._created and [x.name for x in self.path.iterdir()] == [LOCK]:
+            (self.path / LOCK).unlink(missing_ok=True)
+            for p in self._created:  # deepest first
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+
+
+def _atomic(path, write) -> Path:
+    """Write ``path`` through ``write(file)`` to a unique temporary name, then rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
@@ -34,6 +144,7 @@ def _atomic(path: Path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -58,19 +169,38 @@ def jsonable(x):
 
 
 def write_json(path, obj) -> Path:
-    """Write ``obj`` as JSON atomically (temp file + rename); NaN becomes null, ±inf a string."""
+    """Write ``obj`` as JSON atomically; NaN becomes null, ±inf a string."""
     text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
     return _atomic(Path(path), lambda f: f.write(text.encode()))
 
 
 def write_text(path, text: str) -> Path:
-    """Write a text file atomically (temp file + rename)."""
+    """Write a text file atomically."""
     return _atomic(Path(path), lambda f: f.write(text.encode()))
 
 
 def write_npz(path, arrays: dict) -> Path:
     """Write flat ``{name: array}`` as an npz atomically (load with ``allow_pickle=False``)."""
     return _atomic(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def write_png(path, fig, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as a PNG atomically."""
+    return _atomic(Path(path), lambda f: fig.savefig(f, format="png", dpi=dpi))
+
+
+def load_run(folder) -> tuple[dict, dict]:
+    """``(summary, per_seed)`` of a ``compare`` output folder, refusing a ``summary.json`` and a
+    ``per_seed.npz`` that do not come from the same run (their ``run_id`` differs)."""
+    folder = Path(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    with np.load(folder / "per_seed.npz", allow_pickle=False) as z:
+        per_seed = {k: z[k] for k in z.files}
+    ids = summary.get("run_id"), str(per_seed.pop("run_id", None))
+    if ids[0] is None or ids[0] != ids[1]:
+        raise ValueError(f"run_id: {folder}/summary.json (run {ids[0]}) and per_seed.npz (run "
+                         f"{ids[1]}) come from different runs; rerun to write a matching pair")
+    return summary, per_seed
 
 
 def git_commit() -> str | None:

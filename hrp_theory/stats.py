@@ -1,6 +1,9 @@
 """Monte Carlo statistics on the host: means with standard errors and confidence intervals.
 
-Non-finite values (diverged seeds) are counted and left out, never averaged in.
+**The divergence rule** (every command): a seed whose loss becomes non-finite, or exceeds
+``DIVERGENCE_FACTOR`` = 10³ times its starting loss, at any recorded step, has diverged. Its
+outcomes are counted as diverged and left out of every statistic (they become NaN, and
+non-finite values are counted, never averaged in).
 """
 
 from __future__ import annotations
@@ -9,6 +12,30 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as _st
+
+
+#: A loss above this multiple of the seed's starting loss counts as diverged (see module doc).
+DIVERGENCE_FACTOR = 1e3
+DIVERGENCE_RULE = (f"a seed whose loss becomes non-finite or exceeds {DIVERGENCE_FACTOR:g} × its "
+                   "starting loss at any recorded step is counted as diverged and left out of "
+                   "the statistics")
+
+
+def diverged(losses, start=None) -> np.ndarray:
+    """``(seeds,)`` booleans: the divergence rule applied to recorded losses.
+
+    Args:
+      losses: ``(seeds,)`` or ``(seeds, T)`` losses along each run (any recorded steps).
+      start: ``(seeds,)`` starting losses (default: the first column of ``losses``).
+    """
+    x = np.asarray(losses, np.float64)
+    x = x.reshape(x.shape[0], -1)
+    s = x[:, 0] if start is None else np.asarray(start, np.float64).reshape(-1)
+    bad = ~np.all(np.isfinite(x), axis=1) | ~np.isfinite(s)
+    limit = DIVERGENCE_FACTOR * np.maximum(np.abs(s), np.finfo(np.float64).tiny)
+    with np.errstate(invalid="ignore"):
+        bad |= np.any(x > limit[:, None], axis=1)
+    return bad
 
 
 def resolution(dtype: str, scale: float) -> float:

@@ -1,13 +1,17 @@
 """``hrp-sim sweep``: one ``compare`` run per value of one or more flags, resumable.
 
-``--vary FLAG=V1,V2,…`` names any ``compare`` flag (without the dashes) and its values; several
-``--vary`` are zipped, so their lists must have the same length (``--vary r=2,4,8 --vary
-preheat-rank=8,16,32``). Every point's config is built and validated before anything runs.
+``--vary FLAG=V1,V2,…`` names any experiment flag of ``compare`` (with or without the dashes,
+``-`` or ``_``) and its values; values that contain commas (``values:`` spectra) are separated by
+``;`` instead (``--vary "spectrum=values:1,0.5;values:1,0.1"``). Several ``--vary`` are zipped,
+so their lists must have the same length (``--vary r=2,4,8 --vary preheat-rank=8,16,32``). A
+flag cannot be both varied and fixed. Every point's config is built and validated before
+anything runs.
 
-Each finished point is written atomically to ``DIR/points/point-NNN.json`` with its config; a rerun
-with the same flags skips the points already there, so an interrupted sweep keeps what it finished
-and picks up where it stopped. The table (``sweep.csv``, ``sweep.json``) and the figure
-(``sweep.png``: excess loss vs the first varied flag, one line per init, 95 % CIs) cover the points
+Each finished point is written atomically to ``DIR/points/point-NNN.json`` with its full config
+and precision; a rerun reuses a stored point only when both match exactly (so a sweep resumed
+with other flags, or with ``--x64``, recomputes what changed) and picks up where it stopped. The
+table (``sweep.csv``, ``sweep.json``) and the figure (``sweep.png``: excess loss vs the first
+varied flag, one line per init, 95 % CIs, the fixed configuration in the title) cover the points
 done so far.
 """
 
@@ -21,19 +25,29 @@ import json
 from pathlib import Path
 
 
-from .results import jsonable, provenance, write_json, write_text
-
-#: Flags that shape the output rather than the experiment: not sweepable.
-NOT_SWEPT = ("out", "json", "quiet", "no_figures", "vary", "command", "x64", "cpu_devices")
+from . import interrupts
+from .results import jsonable, provenance, write_json, write_png, write_text
 
 
-def parse_vary(items, parser: argparse.ArgumentParser, argv) -> list[tuple[str, list]]:
-    """``[(dest, [typed values])]`` from ``--vary FLAG=V1,V2`` items; ``ValueError`` if the lists
-    are inconsistent (unknown flag, empty or repeated values, unequal lengths, flag also fixed)."""
+def _values(text: str) -> list[str]:
+    return [v.strip() for v in (text.split(";") if ";" in text else text.split(","))]
+
+
+def parse_vary(items, flags, fixed: set[str]) -> list[tuple[str, list]]:
+    """``[(dest, [typed values])]`` from ``--vary FLAG=V1,V2`` items.
+
+    Args:
+      items: the ``--vary`` strings.
+      flags: the sweepable ``cli._shared.Flag``s (their ``type`` converts the values).
+      fixed: the dests given as fixed flags on the command line.
+
+    ``ValueError`` if the lists are inconsistent (unknown or unsweepable flag, empty or repeated
+    values, unequal lengths, a flag also fixed).
+    """
     if not items:
         raise ValueError("vary: nothing to sweep; add --vary FLAG=V1,V2,… (e.g. "
                          "--vary preheat-rank=4,8,16)")
-    actions = {a.dest: a for a in parser._actions}
+    by_dest = {f.dest: f for f in flags}
     out, seen = [], set()
     for item in items:
         flag, eq, text = item.partition("=")
@@ -41,35 +55,34 @@ def parse_vary(items, parser: argparse.ArgumentParser, argv) -> list[tuple[str, 
         dest = flag.replace("-", "_")
         if not eq or not text.strip():
             raise ValueError(f"vary: {item!r} has no values; write FLAG=V1,V2,…")
-        if dest not in actions or dest in NOT_SWEPT or actions[dest].option_strings == []:
+        if dest not in by_dest:
             raise ValueError(f"vary: {flag!r} is not a sweepable compare flag; use one of "
-                             + ", ".join(a.option_strings[0].lstrip("-") for a in parser._actions
-                                         if a.option_strings and a.dest not in NOT_SWEPT
-                                         and a.dest != "help"))
+                             + ", ".join(f.name.lstrip("-") for f in flags))
+        name = by_dest[dest].name
         if dest in seen:
-            raise ValueError(f"vary: {flag!r} is varied twice; give one list per flag")
-        if any(a == f"--{flag}" or a.startswith(f"--{flag}=") for a in argv):
-            raise ValueError(f"vary: --{flag} is also given as a fixed flag; drop one of them")
+            raise ValueError(f"vary: {name} is varied twice; give one list per flag")
+        if dest in fixed:
+            raise ValueError(f"vary: {name} is also given as a fixed flag; drop one of them")
         seen.add(dest)
-        raw = [v.strip() for v in text.split(",")]
+        raw = _values(text)
         if any(not v for v in raw):
             raise ValueError(f"vary: empty value in {item!r}")
         if len(set(raw)) != len(raw):
-            raise ValueError(f"vary: {flag!r} lists a value twice; each point must differ")
-        conv = actions[dest].type or str
+            raise ValueError(f"vary: {name} lists a value twice; each point must differ")
+        conv = by_dest[dest].type or str
         try:
             values = [conv(v) for v in raw]
-        except (ValueError, argparse.ArgumentTypeError) as e:
-            raise ValueError(f"vary: bad value for {flag!r}: {e}") from None
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            raise ValueError(f"vary: bad value for {name}: {e}") from None
         out.append((dest, values))
     lengths = {len(v) for _, v in out}
     if len(lengths) > 1:
         raise ValueError("vary: the lists have different lengths (" + ", ".join(
-            f"{d.replace('_', '-')}: {len(v)}" for d, v in out) + "); zipped lists must match")
+            f"{by_dest[d].name}: {len(v)}" for d, v in out) + "); zipped lists must match")
     return out
 
 
-def points(base: argparse.Namespace, vary) -> list[tuple[dict, argparse.Namespace]]:
+def points(base, vary) -> list[tuple[dict, object]]:
     """``[(varied values, namespace)]`` for each point."""
     result = []
     for i in range(len(vary[0][1])):
@@ -95,10 +108,23 @@ def _row(point: int, values: dict, name: str, e: dict) -> dict:
     return row
 
 
-def run_sweep(vary, base: argparse.Namespace, config_from_args, out_dir, progress=True,
-              log=print) -> dict:
+def _stored(path: Path, config, dtype: str):
+    """The summary stored for this point, if its config and precision match exactly."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if doc.get("config") == jsonable(config) and doc.get("dtype") == dtype:
+        return doc.get("summary")
+    return None
+
+
+def run_sweep(vary, base, config_from_args, out_dir, progress=True, log=print,
+              json_path=None, figures: bool = True) -> dict:
     """Run (or resume) the sweep; returns ``{"rows", "done", "total", "interrupted", "paths"}``."""
-    from .montecarlo import run_experiment
+    import jax
+
+    from .experiment import run_experiment
     from .report import summarize_experiment
 
     pts = points(base, vary)
@@ -108,14 +134,14 @@ def run_sweep(vary, base: argparse.Namespace, config_from_args, out_dir, progres
             configs.append(config_from_args(ns))
         except ValueError as e:
             raise ValueError(f"point {values}: {e}") from None
+    dtype = "float64" if jax.config.jax_enable_x64 else "float32"
     out = Path(out_dir)
     (out / "points").mkdir(parents=True, exist_ok=True)
-    rows, done, interrupted = [], 0, False
+    rows, done, interrupted, d = [], 0, False, {"signal": None}
     for i, ((values, _), cfg) in enumerate(zip(pts, configs)):
         path = out / "points" / f"point-{i:03d}.json"
-        stored = json.loads(path.read_text()) if path.exists() else None
-        if stored is not None and stored["config"] == jsonable(cfg):
-            summary = stored["summary"]
+        summary = _stored(path, cfg, dtype)
+        if summary is not None:
             log(f"point {i + 1}/{len(pts)} {values}: kept from {path}")
         else:
             log(f"point {i + 1}/{len(pts)} {values}")
@@ -128,19 +154,42 @@ def run_sweep(vary, base: argparse.Namespace, config_from_args, out_dir, progres
                 interrupted = True
                 break
             summary = jsonable(summarize_experiment(res))
-            write_json(path, {"vary": values, "config": cfg, "summary": summary})
+            with interrupts.deferred() as d:
+                write_json(path, {"vary": values, "config": cfg, "dtype": dtype,
+                                  "summary": summary})
         rows += [_row(i, values, name, e) for name, e in summary["inits"].items()]
         done += 1
-    paths = write_table(rows, vary, out)
-    return {"rows": rows, "done": done, "total": len(pts), "interrupted": interrupted,
-            "paths": paths}
+        if d["signal"] is not None:  # a signal came while the point was written: stop here
+            interrupted = True
+            break
+    with interrupts.deferred() as d:
+        paths = write_table(rows, vary, out, configs[0], dtype, json_path, figures)
+    return {"rows": rows, "done": done, "total": len(pts),
+            "interrupted": interrupted or d["signal"] is not None, "paths": paths}
 
 
-def write_table(rows: list, vary, out: Path) -> dict:
-    """``sweep.csv``, ``sweep.json`` and ``sweep.png`` for the rows done so far."""
-    prov = provenance()
-    paths = {"json": write_json(out / "sweep.json", {
-        "vary": {d.replace("_", "-"): v for d, v in vary}, "rows": rows, "provenance": prov})}
+def fixed_settings(config, vary) -> str:
+    """The sweep's fixed configuration in a few words, for the figure's title."""
+    varied = {d for d, _ in vary}
+    c, p = config, config.problem
+    items = [("m", p.m), ("n", p.n), ("r", c.lora.r), ("spectrum", p.spectrum),
+             ("sigma", p.sigma), ("lora", c.lora.form), ("optimizer", c.train.optimizer),
+             ("lr", c.train.learning_rate), ("steps", c.train.steps),
+             ("preheat_rank", c.preheat_rank if c.preheats else None),
+             ("preheat_steps", c.hrp.steps if c.preheats else None), ("seeds", c.seeds)]
+    return ", ".join(f"{k.replace('_', '-')}={v:g}" if isinstance(v, float) else
+                     f"{k.replace('_', '-')}={v}" for k, v in items
+                     if v is not None and k not in varied)
+
+
+def write_table(rows: list, vary, out: Path, config, dtype: str, json_path=None,
+                figures: bool = True) -> dict:
+    """``sweep.csv``, ``sweep.json`` (and ``json_path``) and ``sweep.png`` for the rows done."""
+    doc = {"vary": {d.replace("_", "-"): v for d, v in vary}, "rows": rows,
+           "fixed": fixed_settings(config, vary), "dtype": dtype, "provenance": provenance()}
+    paths = {"json": write_json(out / "sweep.json", doc)}
+    if json_path is not None:
+        paths["json_copy"] = write_json(json_path, doc)
     if rows:
         cols = list(dict.fromkeys(k for r in rows for k in r))
         buf = io.StringIO()
@@ -148,9 +197,9 @@ def write_table(rows: list, vary, out: Path) -> dict:
         w.writeheader()
         w.writerows(rows)
         paths["csv"] = write_text(out / "sweep.csv", buf.getvalue())
-        from .plotting import save_png, sweep_figure
+        if figures:
+            from .plotting import sweep_figure
 
-        paths["figure"] = save_png(sweep_figure(rows, vary[0][0].replace("_", "-"),
-                                                prov["dtype"]), out / "sweep.png")
+            paths["figure"] = write_png(out / "sweep.png", sweep_figure(
+                rows, vary[0][0].replace("_", "-"), dtype, doc["fixed"]))
     return {k: str(v) for k, v in paths.items()}
-

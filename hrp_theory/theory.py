@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, optimize, stats
 
+from . import linalg
+
 
 def energies(sigma, r: int) -> tuple[float, float, float]:
     """``(F, E_r, T_r)``: total, top-r and tail energy of the spectrum."""
@@ -84,7 +86,7 @@ def freeze_a_flow(A, C, Sigma, t):
     """Closed-form freeze-A gradient flow from ``B = 0`` (s = 1): ``B(t) = C A G⁻¹(I − e^{−tG})``
     with ``G = AᵀΣA`` (§3.1). JAX; ``Sigma=None`` means ``Σ = I``."""
     SA = A if Sigma is None else Sigma @ A
-    lam, Q = jnp.linalg.eigh(A.T @ SA)
+    lam, Q = linalg.eigh(A.T @ SA)
     return C @ A @ (Q * (-jnp.expm1(-t * lam) / lam)) @ Q.T
 
 

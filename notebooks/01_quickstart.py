@@ -32,6 +32,7 @@ import numpy as np
 
 import hrp_theory as H
 
+H.configure()  # one XLA CPU device per core, before JAX starts (what hrp-sim does)
 SMOKE = os.environ.get("HRP_SMOKE") == "1"
 SEEDS = 16 if SMOKE else 200
 STEPS = 40 if SMOKE else 300

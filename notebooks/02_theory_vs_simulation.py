@@ -32,10 +32,13 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)  # THEORY's checks are stated in float64
+import hrp_theory as H
+from hrp_theory import flow, theory, verify
+from hrp_theory.verify import hrp as hrp_checks
+from hrp_theory.verify.report import verify_table
 
-import hrp_theory as H  # noqa: E402
-from hrp_theory import flow, theory, verify  # noqa: E402
+H.configure()  # one XLA CPU device per core, before JAX starts (what hrp-sim does)
+jax.config.update("jax_enable_x64", True)  # the theory's checks are stated in float64
 
 SMOKE = os.environ.get("HRP_SMOKE") == "1"
 SEEDS = 100 if SMOKE else 2000
@@ -54,9 +57,9 @@ m, n, r = 48, 64, 4
 spectrum = "power:1"
 sigma = H.spectrum_values(spectrum, min(m, n))
 ps = (4, 8, 16, 32, 48)
-out = H.montecarlo.map_seeds(verify._hrp_seed, (H.ProblemSpec(m=m, n=n), ps),
-                             H.problems.problem_arrays(H.ProblemSpec(m=m, n=n, spectrum=spectrum)),
-                             seeds=SEEDS, batch_size=8, progress=False).out
+out = H.map_seeds(hrp_checks.hrp_residuals, (H.ProblemSpec(m=m, n=n), ps),
+                  H.problems.problem_arrays(H.ProblemSpec(m=m, n=n, spectrum=spectrum)),
+                  seeds=SEEDS, batch_size=8, progress=False).out
 R = out["R"]
 for j, p in enumerate(ps):
     lo, hi = theory.theorem_c_bounds(sigma, n, r, p)
@@ -99,5 +102,5 @@ for dt in (0.1, 0.05, 0.025):
 # %%
 result = verify.run_checks(["aligned", "hrp-identities", "rank1"],
                            verify.Settings(quick=SMOKE, progress=False))
-print(H.report.verify_table(result))
+print(verify_table(result))
 assert result["passed"]

@@ -34,9 +34,11 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)  # Σ of LayerNorm outputs is badly conditioned
+import hrp_theory as H
+from hrp_theory.real import checkpoints, finetune, report, study
 
-from hrp_theory.real import checkpoints, finetune, report, study  # noqa: E402
+H.configure()  # one XLA CPU device per core, before JAX starts (what hrp-sim does)
+jax.config.update("jax_enable_x64", True)  # Σ of LayerNorm outputs is badly conditioned
 
 SMOKE = os.environ.get("HRP_SMOKE") == "1"
 
@@ -90,8 +92,7 @@ rep = study.run_study(cfg, progress=not SMOKE)
 print(report.table(rep))
 
 # %%
-fig = report.heatmap(rep)
-plt.show()
+report.heatmap(rep)  # a Figure: the notebook shows it inline
 
 # %% [markdown]
 # ## 4. How far does the real Σ move the answer from the whitened theory?

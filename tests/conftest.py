@@ -4,7 +4,9 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import hrp_theory  # noqa: E402,F401  (sets the XLA CPU flags before the backend starts)
+import hrp_theory  # noqa: E402
+
+hrp_theory.configure()  # the library default of the entry points: one XLA CPU device per core
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)

@@ -1,10 +1,13 @@
-"""Notebooks (jupytext percent .py files) execute end to end at smoke size."""
+"""Notebooks (jupytext percent .py files) execute end to end at smoke size in a Jupyter kernel,
+with the kernel's own (inline) matplotlib backend, as JupyterLab runs them, and show figures."""
 
 from pathlib import Path
 
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.py"))
+#: Figures each notebook shows (at least).
+FIGURES = {"01_quickstart.py": 3, "02_theory_vs_simulation.py": 1, "03_real_layers.py": 2}
 
 
 @pytest.mark.notebook
@@ -21,11 +24,17 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
         except (ValueError, FileNotFoundError) as e:
             pytest.skip(f"needs MiniLM and the polarity data (.ci/run installs both): {e}")
     monkeypatch.setenv("HRP_SMOKE", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks inline, as in JupyterLab
+    monkeypatch.delenv("XLA_FLAGS", raising=False)  # the notebook's own H.configure() applies
     nb = jupytext.read(path)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    as_text = [o for o in outputs if "data" in o and "image/png" not in o["data"]
+               and o["data"].get("text/plain", "").startswith("<Figure size")]
+    assert not as_text, "a figure printed as text instead of an image"
+    assert len(images) >= FIGURES[path.name], f"{path.name}: {len(images)} figures shown"

@@ -184,7 +184,7 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(tiny, tmp_path, capsys):
     cases = [(["--layers", "nothing-here"], "matches no kernel"),
              (["--p", "12"], "exceeds min(out, in) = 8"),
              (["--r", "4", "--p", "2"], "must be >= r"),
-             (["--sigma", "whitened"], "sigma: 'whitened'"),
+             (["--sigma", "whitened"], "sigma: unknown 'whitened'"),
              (["--inits", "kaiming,bogus"], "unknown init 'bogus'"),
              (["--checkpoint", str(tmp_path / "missing")], "does not exist")]
     for extra, msg in cases:
@@ -328,7 +328,12 @@ def test_minilm_finetune_then_real_study_end_to_end(tmp_path, capsys):
 
 
 def test_diverged_runs_are_counted_not_averaged():
-    s = study._ms([0.5, 0.7, 5e3, np.nan, np.inf], loss=True)
-    assert s["n"] == 2 and s["diverged"] == 3 and abs(s["mean"] - 0.6) < 1e-12
+    """The shared rule (stats.diverged): non-finite, or above 10³ × the starting loss."""
+    from hrp_theory.stats import diverged
+
+    final = np.array([0.5, 0.7, 5e3, np.nan, np.inf, 0.2])
+    start = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1e-4])  # the last one grew 2000×
+    s = study._ms(final, diverged(final, start))
+    assert s["n"] == 2 and s["diverged"] == 4 and abs(s["mean"] - 0.6) < 1e-12
     # captured energy is never a divergence, whatever its value
     assert study._ms([0.2, 0.4])["diverged"] == 0

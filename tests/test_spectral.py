@@ -106,7 +106,7 @@ def test_forcing_spectral_is_refused_where_impossible_and_warned_where_inexact(c
         config(inits=("gaussian",), base="gaussian", n_samples=50, basis="spectral")
     with pytest.warns(UserWarning, match="NOT exact.*kaiming"):
         assert config(basis="spectral").spectral
-    with pytest.raises(ValueError, match="basis: 'diagonal'"):
+    with pytest.raises(ValueError, match="basis: unknown 'diagonal'"):
         config(basis="diagonal")
     assert cli.main(["compare", "--basis", "spectral", "--sigma", "power:1", "--quiet"]) == 2
     assert "cannot run this config" in capsys.readouterr().err

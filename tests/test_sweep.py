@@ -6,7 +6,8 @@ import json
 import pytest
 
 from hrp_theory import cli
-from hrp_theory import montecarlo as mc
+from hrp_theory import experiment
+from hrp_theory import seeds as mc
 
 BASE = ["sweep", "--m", "9", "--n", "7", "--steps", "10", "--seeds", "3",
         "--inits", "kaiming,aligned", "--quiet"]
@@ -37,7 +38,7 @@ def test_zipped_lists(tmp_path):
 
 
 def test_interrupted_sweep_resumes(tmp_path, monkeypatch, capsys):
-    real = mc.run_experiment
+    real = experiment.run_experiment
     calls = []
 
     def flaky(cfg, progress=True):
@@ -46,12 +47,12 @@ def test_interrupted_sweep_resumes(tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real(cfg, progress=progress)
 
-    monkeypatch.setattr(mc, "run_experiment", flaky)
+    monkeypatch.setattr(experiment, "run_experiment", flaky)
     argv = [*BASE, "--vary", "scale=1,2,3", "--out", str(tmp_path)]
     assert cli.main(argv) == 130
     assert len(list((tmp_path / "points").glob("*.json"))) == 1
     assert len(list(csv.DictReader((tmp_path / "sweep.csv").open()))) == 2  # point 1 kept
-    monkeypatch.setattr(mc, "run_experiment", real)
+    monkeypatch.setattr(experiment, "run_experiment", real)
     capsys.readouterr()
     argv.remove("--quiet")
     assert cli.main(argv) == 0

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hrp_theory import cli, theory, verify
+from hrp_theory import cli, run_experiment, spectrum_values, theory, verify
 
 
 @pytest.mark.slow
@@ -35,9 +35,9 @@ def test_a_wrong_prediction_fails():
     right formula passes on the same sample. (At quick size, 300 seeds, 4 SE ≈ 0.01 and the
     shift would go unnoticed: the tolerance follows the SE, by design.)"""
     st = verify.Settings(progress=False)
-    cfg = verify._config("power:1", "freeze-a", ("gaussian",), 2000, st)
-    R = 2 * verify.run_experiment(cfg, progress=False).per_seed["gaussian"]["final_loss"]
-    sigma = verify._sigma("power:1")
+    cfg = verify.experiment("power:1", "freeze-a", ("gaussian",), 2000, st)
+    R = 2 * run_experiment(cfg, progress=False).per_seed["gaussian"]["final_loss"]
+    sigma = spectrum_values("power:1", 48)
     F = theory.energies(sigma, 4)[0]
     right = verify.expectation("1", "", R, theory.freeze_a_mean(sigma, 64, 4), st)
     wrong = verify.expectation("1", "", R, (1 - 4 / (64 + 5)) * F, st)

@@ -63,19 +63,17 @@ def heatmap(report: dict):
     """Four panels, layers × inits: captured energy (raw, whitened), freeze-A limit loss and
     classic loss after K steps (both relative to L(0); diverged runs grey)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
+
+    from ..plotting import ShownFigure
 
     inits = report["config"]["inits"]
     names = [short(L["path"]) for L in report["layers"]]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS),
-                                                       max(4.0, 1.8 + 0.22 * len(names))),
-                             sharey=True)
+    fig = ShownFigure(figsize=(4.2 * len(METRICS), max(4.0, 1.8 + 0.22 * len(names))))
+    axes = fig.subplots(1, len(METRICS), sharey=True)
     for ax, (metric, title, cmap, is_loss) in zip(axes, METRICS):
         X = matrix(report, metric)
-        cm = plt.get_cmap(cmap).with_extremes(bad="lightgrey")
+        cm = matplotlib.colormaps[cmap].with_extremes(bad="lightgrey")
         if is_loss:  # excess over the best rank-r loss, on a log scale
             X = X - np.array([L["optimal_loss"] for L in report["layers"]])[:, None]
             norm = LogNorm(vmin=1e-3, vmax=1.0, clip=True)

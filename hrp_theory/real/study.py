@@ -11,7 +11,7 @@ reported relative to ``L(0)``, the loss of the unchanged model.
 
 Every init comes from ``hrp_theory.inits`` (HRP through THE ``preheat.preheat_then_svd``), the
 runs from ``dynamics.train``; layers of equal shape are stacked and mapped inside one jitted call
-(``lax.map``; vmapped on GPU), seeds through ``montecarlo.map_seeds``.
+(``lax.map``; vmapped on GPU), seeds through ``seeds.map_seeds``.
 """
 
 from __future__ import annotations
@@ -25,75 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..dynamics import check_optimizer, make_optimizer, train
-from ..inits import InitHyper, InitStatic, check_inits, draw, initialize
-from ..losses import population_loss, shift_target
+from ..devices import vmap_batch
+from ..dynamics import make_optimizer, record_interval, train
+from ..inits import InitHyper, InitStatic, draw, start
+from ..losses import population_loss
 from ..metrics import direction_metrics
-from ..montecarlo import map_seeds, vmap_batch
 from ..preheat import converged_freeze_a
 from ..problems import Problem, haar_orthogonal, problem_from_matrices, spectrum_values
-from ..stats import summarize
+from ..seeds import map_seeds, root_key
+from ..stats import diverged, summarize
 from . import bert, checkpoints, finetune, text
-
-DEFAULT_INITS = ("kaiming", "aligned", "aligned-sigma", "hrp", "hrp-sigma", "pissa", "lora-one")
-FORMS = ("freeze-a", "classic")
-SIGMAS = ("real", "identity")
-
-
-@dataclasses.dataclass(frozen=True)
-class RealConfig:
-    """A per-layer study.
-
-    Attributes:
-      checkpoint: the base model (any format ``checkpoints.load`` reads); None: installed MiniLM.
-      layers: regular expression selecting kernel paths (``re.search``).
-      delta: ``"finetuned"`` (``hrp-sim finetune``'s folder), a fine-tuned checkpoint path, or
-        ``"synthetic:SPECTRUM"`` (a ΔW with that spectrum and Haar singular vectors per layer).
-      sigma: ``"real"`` (``Σ`` from the base model's activations on the polarity text) or
-        ``"identity"`` (whitened theory on the same ``W0`` and ``ΔW``).
-      r, p: LoRA rank and HRP preheat rank; inits: names from ``inits.INITS``.
-      seeds, seed: number of seeds (random draws per layer) and the root seed.
-      steps, lr, optimizer: the main runs (each init is trained freeze-A and classic).
-      preheat_steps: HRP's ``T_p`` (classic preheat, same optimizer and lr).
-      tokens: tokens per covariance estimate (default ``4·max(in)`` over the layers, the minimum).
-      data: the polarity CSV (default: ``text.data_dir()``).
-    """
-
-    checkpoint: str | None = None
-    layers: str = "encoder/"
-    delta: str = "finetuned"
-    sigma: str = "real"
-    r: int = 8
-    p: int = 32
-    inits: tuple[str, ...] = DEFAULT_INITS
-    seeds: int = 8
-    seed: int = 0
-    steps: int = 200
-    lr: float = 0.2
-    optimizer: str = "gd"
-    preheat_steps: int = 20
-    tokens: int | None = None
-    data: str | None = None
-
-    def __post_init__(self):
-        for f in ("r", "p", "seeds", "steps", "preheat_steps"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f}: {v!r} must be a positive integer")
-        if self.tokens is not None and (not isinstance(self.tokens, int) or self.tokens < 1):
-            raise ValueError(f"tokens: {self.tokens!r} must be a positive integer")
-        if self.p < self.r:
-            raise ValueError(f"p: preheat rank {self.p} must be >= r = {self.r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr: {self.lr} must be a positive number")
-        if self.sigma not in SIGMAS:
-            raise ValueError(f"sigma: {self.sigma!r}; use one of {', '.join(SIGMAS)}")
-        check_optimizer(self.optimizer)
-        # names only here; lora-ga's 2r <= min(out, in) is checked per layer in load_layers
-        object.__setattr__(self, "inits", check_inits(self.inits, self.r, 2 * self.r))
-        if self.delta.startswith("synthetic:"):
-            spectrum_values(self.delta.split(":", 1)[1], 8)  # raises on a bad spectrum
-
+from .config import FORMS, RealConfig
 
 @dataclasses.dataclass
 class LayerData:
@@ -129,11 +71,14 @@ def _synthetic_deltas(kernels, spectrum: str, seed: int):
     for i, (path, W0) in enumerate(kernels):
         m, n = W0.shape
         k = min(m, n)
-        key = jax.random.fold_in(jax.random.key(seed + 10_000), i)
+        try:
+            s = spectrum_values(spectrum, k, field="delta")
+        except ValueError as e:
+            raise ValueError(f"{e} (layer {path!r} is {m}×{n})") from None
+        key = jax.random.fold_in(root_key(seed), 10_000 + i)
         ku, kv = jax.random.split(key)
         U = np.asarray(haar_orthogonal(ku, m, jnp.float64 if jax.config.jax_enable_x64 else None))
         V = np.asarray(haar_orthogonal(kv, n, U.dtype))
-        s = spectrum_values(spectrum, k)
         out.append((path, (U[:, :k] * s) @ V[:, :k].T))
     return out
 
@@ -179,8 +124,8 @@ def load_layers(cfg: RealConfig, progress: bool = True) -> tuple[list[LayerData]
         if "lora-ga" in cfg.inits and 2 * cfg.r > k:
             raise ValueError(f"r: lora-ga needs 2r <= {k} on layer {path!r}")
     info: dict = {"checkpoint": str(_base_path(cfg))}
-    if cfg.delta.startswith("synthetic:"):
-        ds = _synthetic_deltas(ks, cfg.delta.split(":", 1)[1], cfg.seed)
+    if cfg.synthetic_spectrum is not None:
+        ds = _synthetic_deltas(ks, cfg.synthetic_spectrum, cfg.seed)
         info["delta"] = cfg.delta
     else:
         dp = _delta_path(cfg)
@@ -253,7 +198,11 @@ def _raw_view(problem: Problem) -> Problem:
 
 
 def measure(problem: Problem, key: jax.Array, st: _Static, hy: InitHyper) -> dict:
-    """Every init on one layer for one seed: directions, losses after K steps, freeze-A limit."""
+    """Every init on one layer for one seed: directions, losses after K steps, freeze-A limit.
+
+    Losses are relative to ``L(0)``. ``start_loss`` is the init's loss at step 0 (1 unless the
+    init moves the product, as LoRA-One does) and each trained form records its loss along the
+    run (``…_curve``), for the divergence rule (``stats.diverged``)."""
     ist = InitStatic(r=st.r, form="classic", base="kaiming", p=st.p, preheat_form="classic",
                      preheat_steps=st.preheat_steps, preheat_optimizer=st.optimizer)
     draws = draw(key, problem, ist, hy, ("kaiming",))
@@ -261,17 +210,19 @@ def measure(problem: Problem, key: jax.Array, st: _Static, hy: InitHyper) -> dic
     L0 = 0.5 * jnp.sum(problem.objective.Mt ** 2)  # the unchanged model's loss
     raw = _raw_view(problem)
     out = {"L0": L0, "optimal_loss": 0.5 * jnp.sum(problem.whitened.S[st.r:] ** 2) / L0}
+    every = record_interval(st.steps, 20)
     for name in st.inits:
-        params, dW0 = initialize(name, problem, ist, hy, draws)
-        obj = problem.objective if dW0 is None else shift_target(problem.objective, dW0)
+        params, obj = start(name, problem, ist, hy, draws)
         d_raw = direction_metrics(params, raw, st.r, "classic")
         d_w = direction_metrics(params, problem, st.r, "classic")
         rec = {"captured_energy": d_raw["captured_energy"], "angles_deg": d_raw["angles_deg"],
                "captured_energy_whitened": d_w["captured_energy"],
-               "angles_whitened_deg": d_w["angles_deg"]}
+               "angles_whitened_deg": d_w["angles_deg"],
+               "start_loss": population_loss(params, obj, hy.s) / L0}
         for form in FORMS:
-            end = train(params, obj, hy.s, form=form, opt=opt, steps=st.steps).params
-            rec[f"loss_{form}"] = population_loss(end, obj, hy.s) / L0
+            curve = train(params, obj, hy.s, form=form, opt=opt, steps=st.steps,
+                          record_every=every).curves["loss"] / L0
+            rec[f"loss_{form}"], rec[f"loss_{form}_curve"] = curve[-1], curve
         limit = params._replace(B=converged_freeze_a(params.A, obj, hy.s))
         rec["loss_freeze-a_limit"] = population_loss(limit, obj, hy.s) / L0
         out[name] = rec
@@ -338,9 +289,10 @@ def run_study(cfg: RealConfig, progress: bool = True, log=print) -> dict:
             o = out[name]
             entry["inits"][name] = {
                 "captured_energy": _ms(o["captured_energy"]),
-                "loss": _ms(o["loss_classic"], loss=True),
-                "loss_freeze_a": _ms(o["loss_freeze-a"], loss=True),
-                "loss_freeze_a_limit": _ms(o["loss_freeze-a_limit"], loss=True),
+                "loss": _ms(o["loss_classic"], diverged(o["loss_classic_curve"])),
+                "loss_freeze_a": _ms(o["loss_freeze-a"], diverged(o["loss_freeze-a_curve"])),
+                "loss_freeze_a_limit": _ms(o["loss_freeze-a_limit"], diverged(
+                    o["loss_freeze-a_limit"], o["start_loss"])),
                 "captured_energy_whitened": _ms(o["captured_energy_whitened"]),
                 "principal_angles_deg": np.nanmean(o["angles_deg"], axis=0).tolist(),
                 "principal_angles_whitened_deg": np.nanmean(o["angles_whitened_deg"],
@@ -351,11 +303,11 @@ def run_study(cfg: RealConfig, progress: bool = True, log=print) -> dict:
     return report
 
 
-#: A relative loss above this (the run started at 1) counts as diverged, like NaN/inf.
-DIVERGED = 1e3
-
-
-def _ms(x, loss: bool = False) -> dict:
+def _ms(x, bad=None) -> dict:
+    """Mean, SE and counts of a per-seed metric; seeds flagged ``bad`` (diverged, by the rule of
+    ``stats.diverged``) are left out and counted."""
     x = np.asarray(x, np.float64)
-    s = summarize(np.where(x > DIVERGED, np.inf, x) if loss else x)
+    if bad is not None:
+        x = np.where(bad, np.nan, x)
+    s = summarize(x)
     return {"mean": s["mean"], "se": s["se"], "n": s["n"], "diverged": s["n_nonfinite"]}

@@ -9,7 +9,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 from hrp_theory import run_experiment  # noqa: E402
-from hrp_theory.montecarlo import chunk_length  # noqa: E402
+from hrp_theory.devices import chunk_length  # noqa: E402
 
 from helpers import config  # noqa: E402
 
@@ -33,6 +33,6 @@ def test_eight_devices_give_the_one_device_results_seed_by_seed():
 
 def test_default_uses_every_device_and_rounds_chunks_up():
     cfg = config(seeds=20)
-    assert cfg.chunk == 24 and chunk_length(20, 5, 8) == 8
+    assert chunk_length(20, None, 8) == 24 and chunk_length(20, 5, 8) == 8
     res = run_experiment(cfg, progress=False)  # devices=None: all 8
     assert res.n_done == 20 and res.per_seed["hrp"]["final_loss"].shape == (20,)

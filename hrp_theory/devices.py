@@ -1,0 +1,110 @@
+"""Where the seeds run: local devices, chunk and batch sizes, the seed mesh, a memory check.
+
+Resolved when a run starts, never when a config is built (building a config does not start
+JAX's backend). Seeds are laid out along a 1-D ``("seeds",)`` mesh over the local devices of the
+default backend (``NamedSharding(mesh, P("seeds"))``) and mapped per device with
+``jax.shard_map``: nothing is communicated until the results come back to the host.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from .validation import optional_positive_int
+
+#: Seeds per device in one jitted call when no chunk size is given.
+CHUNK_PER_DEVICE = 64
+
+
+def local_devices(devices: int | None = None) -> int:
+    """The number of local devices to shard seeds over (default: all of the default backend)."""
+    optional_positive_int(devices, "devices")
+    have = jax.local_device_count()
+    if devices is None:
+        return have
+    if devices > have:
+        raise ValueError(f"devices: {devices} requested but this process sees {have} "
+                         f"{jax.default_backend()} device(s); ask for at most {have} (on a CPU, "
+                         f"--cpu-devices {devices} or hrp_theory.configure({devices}) before JAX "
+                         "starts splits the host into that many devices)")
+    return devices
+
+
+def chunk_length(seeds: int, chunk_size: int | None = None, devices: int = 1) -> int:
+    """Seeds per jitted call: ``chunk_size`` if given, else at most 64 per device, evenly split;
+    rounded up to a multiple of ``devices`` (the extra seeds are computed and dropped)."""
+    if chunk_size is not None:
+        chunk = min(chunk_size, seeds)
+    else:
+        n_chunks = -(-seeds // (CHUNK_PER_DEVICE * devices))
+        chunk = -(-seeds // n_chunks)
+    return -(-chunk // devices) * devices
+
+
+def vmap_batch(batch_size: int | None, per_device: int) -> int:
+    """Seeds vmapped together on one device: ``batch_size`` (at most the device's share of the
+    chunk); by default 1 on CPU (the fastest there) and the whole share on an accelerator."""
+    if batch_size is None:
+        return 1 if jax.default_backend() == "cpu" else per_device
+    return min(batch_size, per_device)
+
+
+def seed_mesh(devices: int):
+    """The 1-D mesh ``("seeds",)`` over the first ``devices`` local devices."""
+    from jax.sharding import Mesh
+
+    return Mesh(np.array(jax.local_devices()[:devices]), ("seeds",))
+
+
+def seed_sharding(devices: int):
+    """Where a seed-major array lives when its seeds are split over ``devices`` devices."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    return NamedSharding(seed_mesh(devices), P("seeds"))
+
+
+def shard_seeds(local, devices: int, in_specs: tuple):
+    """``local`` run on the first ``devices`` local devices, each on its share of the seed axis
+    (the leading axis of the arguments whose spec is ``"seeds"``; ``None`` replicates one), and
+    the seed-major outputs gathered back. ``devices == 1``: ``local`` itself."""
+    if devices == 1:
+        return local
+    from jax.sharding import PartitionSpec as P
+
+    specs = tuple(P("seeds") if s == "seeds" else P() for s in in_specs)
+    return jax.shard_map(local, mesh=seed_mesh(devices), in_specs=specs, out_specs=P("seeds"),
+                         check_vma=False)
+
+
+def available_memory() -> tuple[int | None, str]:
+    """``(bytes, where)``: free memory of one default-backend device (its allocator's limit on an
+    accelerator, the host's available memory on CPU); ``None`` when unknown."""
+    if jax.default_backend() != "cpu":
+        stats = jax.local_devices()[0].memory_stats() or {}
+        limit = stats.get("bytes_limit")
+        return (int(limit) - int(stats.get("bytes_in_use", 0)) if limit else None,
+                f"{jax.default_backend()} device memory")
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024, "available host memory"
+    except (OSError, KeyError, ValueError):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "host memory"
+        except (ValueError, OSError, AttributeError):
+            return None, "host memory"
+
+
+def check_memory(bytes_per_seed: float, in_flight: int, fix: str) -> None:
+    """Refuse, with the estimate, a run whose ``in_flight`` seeds at ``bytes_per_seed`` each
+    would not fit in memory (``fix`` says what to change)."""
+    free, where = available_memory()
+    need = bytes_per_seed * in_flight
+    if free is not None and need > free:
+        raise ValueError(f"memory: this run needs about {need / 2**30:,.1f} GiB at once "
+                         f"({in_flight} seed(s) in flight × {bytes_per_seed / 2**30:,.2f} GiB), "
+                         f"more than the {free / 2**30:,.1f} GiB of {where}; {fix}")

@@ -1,0 +1,96 @@
+"""The XLA CPU runtime: one device per core and two scheduler flags, set before JAX starts.
+
+Importing ``hrp_theory`` changes nothing. The entry points (``hrp-sim``, the benchmarks, the
+test suite) call ``configure()`` first thing; a library user who wants the same calls
+``hrp_theory.configure()`` before any JAX computation::
+
+    import hrp_theory as H
+    H.configure()            # one XLA CPU device per usable core (what hrp-sim does)
+
+What it sets (a flag already in ``XLA_FLAGS`` keeps the user's value):
+
+* ``--xla_force_host_platform_device_count=N``: the CPU backend shows N devices (default: one per
+  usable core) and the Monte Carlo runner shards the seeds over them, as over GPUs. The small
+  matmuls of a LoRA step run on one core each; N devices use N cores (1.8× on 2 cores,
+  ``benchmarks/throughput.py``). Results are bit-identical for any N (``tests/test_sharding.py``).
+* ``--xla_cpu_multi_thread_eigen=false``: one core per device, no oversubscription.
+* ``--xla_cpu_enable_concurrency_optimized_scheduler=false``: kept from the days of the deadlock
+  below; it costs nothing (measured).
+
+**The deadlock this used to avoid.** jaxlib 0.10.2 splits a *batched* LAPACK call (QR, SVD,
+eigh, LU, triangular solve) whose work exceeds 2·10⁵ flops over XLA's intra-op thread pool and
+blocks its thread until the pieces finish (``jax::ParallelBatchMap`` → ``BlockingCounter::Wait``).
+The pool has one thread per core, and XLA runs the program on those same threads, so as many
+concurrent batched calls as cores (two devices, or independent calls inside one program) each
+hold a thread and wait for pieces no thread is left to run. ``tools/jaxlib_lapack_deadlock/``
+reproduces it in 15 lines with the gdb backtrace. jax 0.11 removed that path (it needs Python
+3.12). ``hrp_theory.linalg`` calls every LAPACK routine one matrix at a time on CPU, so no
+program of this package issues a batched call, and one device per core is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+FLAGS = {
+    "--xla_cpu_enable_concurrency_optimized_scheduler": "false",
+    "--xla_cpu_multi_thread_eigen": "false",
+}
+DEVICE_COUNT = "--xla_force_host_platform_device_count"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def backend_started() -> bool:
+    """Whether JAX has initialised its backends in this process (flags no longer apply)."""
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
+
+
+def _set_flags(flags: str, items: dict, replace: bool) -> str:
+    for key, value in items.items():
+        if key in flags and not replace:
+            continue
+        flags = re.sub(re.escape(key) + r"=\S*", "", flags)
+        flags = f"{flags} {key}={value}"
+    return " ".join(flags.split())
+
+
+def configure(cpu_devices: int | None = None) -> int:
+    """Set the XLA CPU flags before JAX starts; returns the CPU device count asked for.
+
+    Args:
+      cpu_devices: XLA CPU devices to split the host into (default: one per usable core, unless
+        ``XLA_FLAGS`` already sets a count). ``1`` keeps JAX's single CPU device.
+
+    Raises ``ValueError`` for a bad count, or when JAX has already started with other settings
+    (the fix: call ``configure`` first, or set ``XLA_FLAGS`` before Python starts).
+    """
+    from .validation import optional_positive_int
+
+    optional_positive_int(cpu_devices, "cpu_devices")
+    flags = os.environ.get("XLA_FLAGS", "")
+    user_count = re.search(re.escape(DEVICE_COUNT) + r"=(\d+)", flags)
+    want = cpu_devices if cpu_devices is not None else (
+        int(user_count.group(1)) if user_count else usable_cores())
+    new = _set_flags(_set_flags(flags, FLAGS, replace=False), {DEVICE_COUNT: want},
+                     replace=cpu_devices is not None)
+    if backend_started():
+        import jax
+
+        have = len(jax.devices("cpu"))
+        if have != want:
+            raise ValueError(f"cpu_devices: JAX has already started with {have} CPU device(s) in "
+                             f"this process; call hrp_theory.configure({want}) before any JAX "
+                             f"computation, or start Python with XLA_FLAGS={DEVICE_COUNT}={want}")
+        return have
+    os.environ["XLA_FLAGS"] = new
+    return want
