@@ -27,13 +27,12 @@ import os
 import platform
 import sys
 import time
-
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import best_time as best  # noqa: E402  (one timing helper for the benchmarks)
+from throughput import best_time as best
 
 
 def slope(x, y):
@@ -50,9 +49,13 @@ def time_study() -> dict:
 
     t = time.perf_counter()
     rep = run_study(RealConfig(), progress=False)
-    return {"layers": len(rep["layers"]), "seeds": rep["config"]["seeds"],
-            "inits": len(rep["config"]["inits"]), "wall_s": time.perf_counter() - t,
-            **{f"{k}_s": v for k, v in rep["timings_s"].items()}}
+    return {
+        "layers": len(rep["layers"]),
+        "seeds": rep["config"]["seeds"],
+        "inits": len(rep["config"]["inits"]),
+        "wall_s": time.perf_counter() - t,
+        **{f"{k}_s": v for k, v in rep["timings_s"].items()},
+    }
 
 
 def main(argv=None):
@@ -61,15 +64,22 @@ def main(argv=None):
     ap.add_argument("--p", type=int, default=64)
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--preheat-steps", type=int, default=20)
-    ap.add_argument("--dense-max", type=int, default=4096,
-                    help="largest width at which the dense SVD runs (it is cubic)")
+    ap.add_argument(
+        "--dense-max",
+        type=int,
+        default=4096,
+        help="largest width at which the dense SVD runs (it is cubic)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None)
     ap.add_argument("--figure", default=None, help="write a log-log PNG here")
-    ap.add_argument("--study", action="store_true",
-                    help="also time the whole per-layer study (hrp-sim real's defaults: 36 "
-                         "MiniLM kernels, 8 seeds, float64); needs the real extra, MiniLM, the "
-                         "polarity data and hrp-sim finetune's checkpoint")
+    ap.add_argument(
+        "--study",
+        action="store_true",
+        help="also time the whole per-layer study (hrp-sim real's defaults: 36 "
+        "MiniLM kernels, 8 seeds, float64); needs the real extra, MiniLM, the "
+        "polarity data and hrp-sim finetune's checkpoint",
+    )
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
 
     import jax
@@ -94,8 +104,9 @@ def main(argv=None):
         row = {"width": w}
         jax.block_until_ready(thin(B, A, a.r))
         row["thin_s"] = best(lambda: jax.block_until_ready(thin(B, A, a.r)), a.repeats)
-        pre = lambda: jax.block_until_ready(preheat_then_svd(  # noqa: E731
-            A, obj, 1.0, 0.1, r=a.r, steps=a.preheat_steps))
+        pre = lambda: jax.block_until_ready(
+            preheat_then_svd(A, obj, 1.0, 0.1, r=a.r, steps=a.preheat_steps)
+        )
         pre()
         row["preheat_then_svd_s"] = best(pre, a.repeats)
         if w <= a.dense_max:
@@ -103,62 +114,94 @@ def main(argv=None):
             reps = a.repeats if w <= 2048 else 1
             row["dense_s"] = best(lambda: jax.block_until_ready(dense(B, A)), reps)
             P = np.asarray(B @ A.T)
-            row["dense_lapack_s"] = best(lambda: scipy.linalg.svd(
-                P, full_matrices=False, lapack_driver="gesdd"), reps)
+            row["dense_lapack_s"] = best(
+                lambda: scipy.linalg.svd(P, full_matrices=False, lapack_driver="gesdd"), reps
+            )
             U_t, S_t, V_t = thin(B, A, a.r)
             _, S_d, _ = dense(B, A)
             row["top_r_rel_err"] = float(jnp.max(jnp.abs(S_t - S_d[: a.r]) / S_d[: a.r]))
             row["speedup"] = row["dense_s"] / row["thin_s"]
             row["speedup_vs_lapack"] = row["dense_lapack_s"] / row["thin_s"]
             # the whole routine with the dense SVD in place of the thin one
-            row["preheat_then_dense_s"] = (row["preheat_then_svd_s"] - row["thin_s"]
-                                           + row["dense_s"])
+            row["preheat_then_dense_s"] = row["preheat_then_svd_s"] - row["thin_s"] + row["dense_s"]
             row["routine_speedup"] = row["preheat_then_dense_s"] / row["preheat_then_svd_s"]
         rows.append(row)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in row.items()), flush=True)
+        print(
+            " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+            ),
+            flush=True,
+        )
 
     dense_rows = [r for r in rows if "dense_s" in r]
     at = {r["width"]: r for r in rows}
     result = {
-        "config": {"widths": widths, "p": a.p, "r": a.r, "preheat_steps": a.preheat_steps,
-                   "dtype": "float32", "repeats": a.repeats},
+        "config": {
+            "widths": widths,
+            "p": a.p,
+            "r": a.r,
+            "preheat_steps": a.preheat_steps,
+            "dtype": "float32",
+            "repeats": a.repeats,
+        },
         "rows": rows,
         "speedup_at_4096": at.get(4096, {}).get("speedup"),
         "speedup_vs_lapack_at_4096": at.get(4096, {}).get("speedup_vs_lapack"),
         "routine_speedup_at_4096": at.get(4096, {}).get("routine_speedup"),
         "thin_slope": slope([r["width"] for r in rows], [r["thin_s"] for r in rows]),
-        "preheat_then_svd_slope": slope([r["width"] for r in rows],
-                                        [r["preheat_then_svd_s"] for r in rows]),
+        "preheat_then_svd_slope": slope(
+            [r["width"] for r in rows], [r["preheat_then_svd_s"] for r in rows]
+        ),
         "dense_slope": slope([r["width"] for r in dense_rows], [r["dense_s"] for r in dense_rows]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "backend": jax.default_backend(), "jax": jax.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "backend": jax.default_backend(),
+            "jax": jax.__version__,
+        },
     }
     if a.study:
         result["study"] = time_study()
         print(f"per-layer study: {result['study']}")
-    print(f"thin SVD vs dense SVD of B Aᵀ at width 4096: {result['speedup_at_4096']}× "
-          f"(vs LAPACK gesdd {result['speedup_vs_lapack_at_4096']}×); whole routine "
-          f"{result['routine_speedup_at_4096']}×")
-    print(f"log-log slopes vs width: thin {result['thin_slope']:.2f}, preheat_then_svd "
-          f"{result['preheat_then_svd_slope']:.2f}, dense {result['dense_slope']:.2f}")
+    print(
+        f"thin SVD vs dense SVD of B Aᵀ at width 4096: {result['speedup_at_4096']}× "
+        f"(vs LAPACK gesdd {result['speedup_vs_lapack_at_4096']}×); whole routine "
+        f"{result['routine_speedup_at_4096']}×"
+    )
+    print(
+        f"log-log slopes vs width: thin {result['thin_slope']:.2f}, preheat_then_svd "
+        f"{result['preheat_then_svd_slope']:.2f}, dense {result['dense_slope']:.2f}"
+    )
     if a.json:
         from hrp_theory.results import write_json
 
         write_json(a.json, result)
     if a.figure:
-        from hrp_theory.plotting import save_png
         import matplotlib.pyplot as plt
+
+        from hrp_theory.plotting import save_png
 
         fig, ax = plt.subplots(figsize=(5.5, 4))
         ws = [r["width"] for r in rows]
         ax.loglog(ws, [r["thin_s"] for r in rows], "o-", label=f"thin SVD of product (p={a.p})")
-        ax.loglog(ws, [r["preheat_then_svd_s"] for r in rows], "s-",
-                  label=f"preheat ({a.preheat_steps} steps) + thin SVD")
-        ax.loglog([r["width"] for r in dense_rows], [r["dense_s"] for r in dense_rows], "^-",
-                  label="dense SVD of B Aᵀ (XLA)")
-        ax.loglog([r["width"] for r in dense_rows], [r["dense_lapack_s"] for r in dense_rows],
-                  "v--", label="dense SVD (LAPACK gesdd)")
+        ax.loglog(
+            ws,
+            [r["preheat_then_svd_s"] for r in rows],
+            "s-",
+            label=f"preheat ({a.preheat_steps} steps) + thin SVD",
+        )
+        ax.loglog(
+            [r["width"] for r in dense_rows],
+            [r["dense_s"] for r in dense_rows],
+            "^-",
+            label="dense SVD of B Aᵀ (XLA)",
+        )
+        ax.loglog(
+            [r["width"] for r in dense_rows],
+            [r["dense_lapack_s"] for r in dense_rows],
+            "v--",
+            label="dense SVD (LAPACK gesdd)",
+        )
         ax.set_xticks(ws, [str(w) for w in ws])
         ax.minorticks_off()
         ax.set_xlabel("width m = n")

@@ -90,9 +90,10 @@ def matmul_peak(jnp, jax, size=2048, repeats=5):
     f = jax.jit(lambda a: a @ a)
     jax.block_until_ready(f(x))
     xn = np.ones((size, size), np.float32)
-    t = min(best_time(lambda: jax.block_until_ready(f(x)), repeats),
-            best_time(lambda: xn @ xn, repeats))
-    return 2 * size ** 3 / t / 1e9
+    t = min(
+        best_time(lambda: jax.block_until_ready(f(x)), repeats), best_time(lambda: xn @ xn, repeats)
+    )
+    return 2 * size**3 / t / 1e9
 
 
 def slope(x, y):
@@ -107,12 +108,20 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=256)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--numpy-seeds", type=int, default=None,
-                   help="seeds for the NumPy loop (default: all; its rate is per seed·step)")
+    p.add_argument(
+        "--numpy-seeds",
+        type=int,
+        default=None,
+        help="seeds for the NumPy loop (default: all; its rate is per seed·step)",
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scaling", action="store_true", help="also measure log-log scaling slopes")
-    p.add_argument("--cpu-devices", type=int, default=None,
-                   help="XLA CPU devices to split the host into (default: one per core)")
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="XLA CPU devices to split the host into (default: one per core)",
+    )
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
 
@@ -126,9 +135,9 @@ def main(argv=None):
     import jax.numpy as jnp
 
     import hrp_theory as H
+    from hrp_theory.devices import seed_sharding, shard_seeds
     from hrp_theory.inits import random_factor
     from hrp_theory.losses import DiagonalC
-    from hrp_theory.devices import seed_sharding, shard_seeds
     from hrp_theory.problems import problem_arrays
 
     if a.json:
@@ -138,10 +147,16 @@ def main(argv=None):
     def data(m, n, seeds):
         spec = H.ProblemSpec(m=m, n=n, spectrum="power:1")
         keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(seeds))
-        Ms = jax.jit(jax.vmap(lambda k: H.make_problem(k, spec, with_w0=False).M.astype(
-            jnp.float32)))(keys)
-        A0s = jax.jit(jax.vmap(lambda k: random_factor(jax.random.fold_in(k, 1), n, a.r,
-                                                       "kaiming", 0.0, jnp.float32)))(keys)
+        Ms = jax.jit(
+            jax.vmap(lambda k: H.make_problem(k, spec, with_w0=False).M.astype(jnp.float32))
+        )(keys)
+        A0s = jax.jit(
+            jax.vmap(
+                lambda k: random_factor(
+                    jax.random.fold_in(k, 1), n, a.r, "kaiming", 0.0, jnp.float32
+                )
+            )
+        )(keys)
         S = problem_arrays(spec, jnp.float32).sigma
         return jax.block_until_ready((Ms, A0s)) + (S,)
 
@@ -156,17 +171,17 @@ def main(argv=None):
         return jax.jit(shard_seeds(local, devices, in_specs))
 
     def dense_runner(batch, steps, devices=1):
-        body = lambda x: one(H.Objective(C=x[0], Mt=x[0]), x[1], steps)  # noqa: E731
+        body = lambda x: one(H.Objective(C=x[0], Mt=x[0]), x[1], steps)
         if batch is None:
             return jax.jit(jax.vmap(lambda M, A: body((M, A))))
-        local = lambda M, A: jax.lax.map(body, (M, A), batch_size=batch)  # noqa: E731
+        local = lambda M, A: jax.lax.map(body, (M, A), batch_size=batch)
         return sharded(local, devices, ("seeds", "seeds"))
 
     def spectral_runner(m, n, steps, batch=1, devices=1):
-        body = lambda A, S: one(H.Objective(C=DiagonalC.of(S, m, n)), A, steps)  # noqa: E731
+        body = lambda A, S: one(H.Objective(C=DiagonalC.of(S, m, n)), A, steps)
         if batch is None:
             return jax.jit(jax.vmap(body, in_axes=(0, None)))
-        local = lambda A, S: jax.lax.map(lambda x: body(x, S), A, batch_size=batch)  # noqa: E731
+        local = lambda A, S: jax.lax.map(lambda x: body(x, S), A, batch_size=batch)
         return sharded(local, devices, ("seeds", None))
 
     D = jax.local_device_count()
@@ -178,14 +193,15 @@ def main(argv=None):
     work = a.seeds * a.steps
     rates, outputs, compile_s = {}, {}, {}
     default, spectral_default = f"lax.map(batch 1), {D} dev", f"spectral, lax.map(batch 1), {D} dev"
-    variants = {default: (dense_runner(1, a.steps, D), (Ms_d, A0s_d)),
-                "lax.map(batch 1), 1 dev": (dense_runner(1, a.steps), (Ms, A0s)),
-                "lax.map(batch 8), 1 dev": (dense_runner(8, a.steps), (Ms, A0s)),
-                "vmap(all seeds), 1 dev": (dense_runner(None, a.steps), (Ms, A0s)),
-                spectral_default: (spectral_runner(a.m, a.n, a.steps, 1, D), (A0s_d, S)),
-                "spectral, lax.map(batch 1), 1 dev": (spectral_runner(a.m, a.n, a.steps), (A0s, S)),
-                "spectral, vmap(all seeds), 1 dev": (spectral_runner(a.m, a.n, a.steps, None),
-                                                     (A0s, S))}
+    variants = {
+        default: (dense_runner(1, a.steps, D), (Ms_d, A0s_d)),
+        "lax.map(batch 1), 1 dev": (dense_runner(1, a.steps), (Ms, A0s)),
+        "lax.map(batch 8), 1 dev": (dense_runner(8, a.steps), (Ms, A0s)),
+        "vmap(all seeds), 1 dev": (dense_runner(None, a.steps), (Ms, A0s)),
+        spectral_default: (spectral_runner(a.m, a.n, a.steps, 1, D), (A0s_d, S)),
+        "spectral, lax.map(batch 1), 1 dev": (spectral_runner(a.m, a.n, a.steps), (A0s, S)),
+        "spectral, vmap(all seeds), 1 dev": (spectral_runner(a.m, a.n, a.steps, None), (A0s, S)),
+    }
     # The baselines run first, on an idle machine. (The NumPy residual loop is bimodal from one
     # process to the next, ~7k or ~15.5k seed·steps/s whatever the order: see the README.)
     ns = a.seeds if a.numpy_seeds is None else min(a.numpy_seeds, a.seeds)
@@ -199,7 +215,7 @@ def main(argv=None):
     print(f"numpy per-seed loop, residual  {np_resid_rate:>12,.0f} seed·steps/s  ({ns} seeds)")
     torch_rate = torch_agree = None
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         print("torch not installed: pip install torch==2.13.0 (the bench extra) to compare")
     else:
@@ -207,8 +223,10 @@ def main(argv=None):
         t = best_time(lambda: torch_batched(Mall, Aall, a.lr, a.steps), a.repeats)
         torch_rate = work / t
         torch_out = torch_batched(Mall[:2], Aall[:2], a.lr, a.steps)
-        print(f"torch batched (bmm), factored  {torch_rate:>12,.0f} seed·steps/s  "
-              f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
+        print(
+            f"torch batched (bmm), factored  {torch_rate:>12,.0f} seed·steps/s  "
+            f"(torch {torch.__version__}, {torch.get_num_threads()} threads)"
+        )
     for name, (fn, args) in variants.items():
         t0 = time.perf_counter()
         outputs[name] = jax.block_until_ready(fn(*args))  # compile + first run
@@ -216,8 +234,11 @@ def main(argv=None):
         t = best_time(lambda: jax.block_until_ready(fn(*args)), a.repeats)
         compile_s[name] = max(first - t, 0.0)
         rates[name] = work / t
-        print(f"jax   {name:<36} {rates[name]:>12,.0f} seed·steps/s  "
-              f"(compile {compile_s[name]:.2f} s)", flush=True)
+        print(
+            f"jax   {name:<36} {rates[name]:>12,.0f} seed·steps/s  "
+            f"(compile {compile_s[name]:.2f} s)",
+            flush=True,
+        )
 
     ref = numpy_loop(Ms_np[:2], A0_np[:2], lr32, a.steps)
     agree = float(max(np.abs(np.asarray(outputs[default][i]) - ref[i]).max() for i in range(2)))
@@ -231,36 +252,57 @@ def main(argv=None):
     spectral = rates[spectral_default] / rates[default]
     spectral_best = max(v for k, v in rates.items() if k.startswith("spectral")) / rates[default]
     naive = rates["vmap(all seeds), 1 dev"]
-    print(f"ratio jax {default} / numpy factored = {ratio:.2f}x, / numpy residual = "
-          f"{rates[default] / np_resid_rate:.2f}x"
-          + (f", / torch batched = {rates[default] / torch_rate:.2f}x" if torch_rate else "")
-          + f";  spectral / dense = {spectral:.1f}x (best spectral variant {spectral_best:.1f}x);"
-          f"  max |ΔW_jax − ΔW_numpy| = {agree:.2e}")
-    print(f"matmul work of the default ({default}): {flops[default] / 1e9:.1f} GFLOP/s (4mnr per "
-          f"step) = {default_fraction:.0%} of this machine's measured {peak:.0f} GFLOP/s float32 "
-          f"matmul peak (best variant, {best_name}: {flops[best_name] / 1e9 / peak:.0%})")
+    print(
+        f"ratio jax {default} / numpy factored = {ratio:.2f}x, / numpy residual = "
+        f"{rates[default] / np_resid_rate:.2f}x"
+        + (f", / torch batched = {rates[default] / torch_rate:.2f}x" if torch_rate else "")
+        + f";  spectral / dense = {spectral:.1f}x (best spectral variant {spectral_best:.1f}x);"
+        f"  max |ΔW_jax − ΔW_numpy| = {agree:.2e}"
+    )
+    print(
+        f"matmul work of the default ({default}): {flops[default] / 1e9:.1f} GFLOP/s (4mnr per "
+        f"step) = {default_fraction:.0%} of this machine's measured {peak:.0f} GFLOP/s float32 "
+        f"matmul peak (best variant, {best_name}: {flops[best_name] / 1e9 / peak:.0%})"
+    )
     result = {
-        "jax_seed_steps_per_s": rates[default], "numpy_seed_steps_per_s": np_rate,
-        "ratio_vs_numpy": ratio, "numpy_residual_seed_steps_per_s": np_resid_rate,
+        "jax_seed_steps_per_s": rates[default],
+        "numpy_seed_steps_per_s": np_rate,
+        "ratio_vs_numpy": ratio,
+        "numpy_residual_seed_steps_per_s": np_resid_rate,
         "ratio_vs_numpy_residual": rates[default] / np_resid_rate,
         "torch_seed_steps_per_s": torch_rate,
         "ratio_vs_torch": rates[default] / torch_rate if torch_rate else None,
         "spectral_seed_steps_per_s": rates[spectral_default],
-        "spectral_speedup": spectral, "spectral_speedup_best": spectral_best,
+        "spectral_speedup": spectral,
+        "spectral_speedup_best": spectral_best,
         "spectral_speedup_vs_dense_vmap": rates[spectral_default] / naive,
-        "devices": D, "default_variant": default,
-        "variants": rates, "compile_s": compile_s,
-        "matmul_peak_gflops": peak, "fraction_of_peak": default_fraction,
-        "fraction_of_peak_best": flops[best_name] / 1e9 / peak, "best_dense_variant": best_name, "max_abs_difference": agree,
+        "devices": D,
+        "default_variant": default,
+        "variants": rates,
+        "compile_s": compile_s,
+        "matmul_peak_gflops": peak,
+        "fraction_of_peak": default_fraction,
+        "fraction_of_peak_best": flops[best_name] / 1e9 / peak,
+        "best_dense_variant": best_name,
+        "max_abs_difference": agree,
         "max_abs_difference_torch": torch_agree,
-        "config": {**vars(a), "backend": jax.default_backend(), "cpus": os.cpu_count(),
-                   "machine": platform.machine(), "jax": jax.__version__,
-                   "python": sys.version.split()[0]}}
+        "config": {
+            **vars(a),
+            "backend": jax.default_backend(),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "jax": jax.__version__,
+            "python": sys.version.split()[0],
+        },
+    }
     if a.scaling:
-        result["scaling"] = scaling(a, data, lambda steps: dense_runner(1, steps, D),
-                                    seed_sharding(D), jax)
-        print("log-log slopes of time:", {k: round(v["slope"], 2)
-                                         for k, v in result["scaling"].items()})
+        result["scaling"] = scaling(
+            a, data, lambda steps: dense_runner(1, steps, D), seed_sharding(D), jax
+        )
+        print(
+            "log-log slopes of time:",
+            {k: round(v["slope"], 2) for k, v in result["scaling"].items()},
+        )
     if a.json:
         H.results.write_json(a.json, result)
         figure(result, a.json)
@@ -270,8 +312,11 @@ def main(argv=None):
 def scaling(a, data, runner, sharding, jax):
     """Time of the default variant over seeds, width (m = n) and steps; log-log slopes."""
     out = {}
-    grids = {"seeds": [a.seeds // 4, a.seeds // 2, a.seeds], "width": [a.m // 4, a.m // 2, a.m],
-             "steps": [a.steps // 4, a.steps // 2, a.steps]}
+    grids = {
+        "seeds": [a.seeds // 4, a.seeds // 2, a.seeds],
+        "width": [a.m // 4, a.m // 2, a.m],
+        "steps": [a.steps // 4, a.steps // 2, a.steps],
+    }
     for axis, values in grids.items():
         times = []
         for v in values:
@@ -305,14 +350,19 @@ def figure(result, json_path):
         bars["torch bmm, factored"] = result["torch_seed_steps_per_s"]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     names = list(bars)
-    ax.barh(names, [bars[k] for k in names],
-            color=["tab:red" if k.startswith(("lax", "vmap", "spectral")) else "tab:gray"
-                   for k in names])
+    ax.barh(
+        names,
+        [bars[k] for k in names],
+        color=[
+            "tab:red" if k.startswith(("lax", "vmap", "spectral")) else "tab:gray" for k in names
+        ],
+    )
     ax.set_xscale("log")
     ax.set_xlabel("seed·steps / s (log)")
     c = result["config"]
-    ax.set_title(f"classic LoRA GD, m = n = {c['m']}, r = {c['r']}, {c['backend']}, float32",
-                 fontsize=9)
+    ax.set_title(
+        f"classic LoRA GD, m = n = {c['m']}, r = {c['r']}, {c['backend']}, float32", fontsize=9
+    )
     fig.tight_layout()
     save_png(fig, Path(json_path).with_suffix(".png"))
 

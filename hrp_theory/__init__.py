@@ -9,6 +9,8 @@ device per core before JAX starts; ``verify`` (the theory's checks) is imported 
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING
+
 from . import distributed, flow, linalg, theory
 from .dynamics import OPTIMIZERS, TrainResult, TrainSpec, make_optimizer, train
 from .experiment import ExperimentConfig, ExperimentResult, HrpSpec, run_experiment
@@ -18,13 +20,24 @@ from .lora import FORMS, LoraParams, LoraSpec
 from .losses import Objective, factor_grads, population_loss, shift_target, train_loss
 from .metrics import direction_metrics, principal_angles, time_to_excess
 from .preheat import Preheated, preheat_then_svd, thin_svd_of_product
-from .problems import (SPECTRUM_FAMILIES, Problem, ProblemSpec, make_problem, optimal_loss,
-                       problem_from_matrices, spectrum_values)
+from .problems import (
+    SPECTRUM_FAMILIES,
+    Problem,
+    ProblemSpec,
+    make_problem,
+    optimal_loss,
+    problem_from_matrices,
+    spectrum_values,
+)
 from .report import save_experiment, summarize_experiment, table
 from .results import load_run
 from .runtime import configure
 from .seeds import map_seeds, root_key
 from .stats import DIVERGENCE_FACTOR, diverged, paired_difference, summarize
+
+if TYPE_CHECKING:  # imported on first use, below
+    from . import verify
+    from .verify import CHECKS, run_checks
 
 _LAZY = {"verify": None, "CHECKS": "CHECKS", "run_checks": "run_checks"}
 
@@ -40,13 +53,56 @@ def __getattr__(name):
 
 
 __all__ = [
-    "CHECKS", "DIVERGENCE_FACTOR", "FORMS", "INITS", "OPTIMIZERS", "SPECTRUM_FAMILIES",
-    "ExperimentConfig", "ExperimentResult", "Flow", "HrpSpec", "LoraParams", "LoraSpec",
-    "Objective", "Preheated", "Problem", "ProblemSpec", "TrainResult", "TrainSpec", "configure",
-    "direction_metrics", "distributed", "diverged", "factor_grads", "flow", "gradient_flow",
-    "initialize", "linalg", "load_run", "make_optimizer", "make_problem", "map_seeds",
-    "optimal_loss", "paired_difference", "population_loss", "preheat_then_svd",
-    "principal_angles", "problem_from_matrices", "root_key", "run_checks", "run_experiment",
-    "save_experiment", "shift_target", "spectrum_values", "summarize", "summarize_experiment",
-    "table", "theory", "thin_svd_of_product", "time_to_excess", "train", "train_loss", "verify",
+    "CHECKS",
+    "DIVERGENCE_FACTOR",
+    "FORMS",
+    "INITS",
+    "OPTIMIZERS",
+    "SPECTRUM_FAMILIES",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "Flow",
+    "HrpSpec",
+    "LoraParams",
+    "LoraSpec",
+    "Objective",
+    "Preheated",
+    "Problem",
+    "ProblemSpec",
+    "TrainResult",
+    "TrainSpec",
+    "configure",
+    "direction_metrics",
+    "distributed",
+    "diverged",
+    "factor_grads",
+    "flow",
+    "gradient_flow",
+    "initialize",
+    "linalg",
+    "load_run",
+    "make_optimizer",
+    "make_problem",
+    "map_seeds",
+    "optimal_loss",
+    "paired_difference",
+    "population_loss",
+    "preheat_then_svd",
+    "principal_angles",
+    "problem_from_matrices",
+    "root_key",
+    "run_checks",
+    "run_experiment",
+    "save_experiment",
+    "shift_target",
+    "spectrum_values",
+    "summarize",
+    "summarize_experiment",
+    "table",
+    "theory",
+    "thin_svd_of_product",
+    "time_to_excess",
+    "train",
+    "train_loss",
+    "verify",
 ]

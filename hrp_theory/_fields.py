@@ -27,8 +27,10 @@ class _Traced:
         return hash("TRACED")
 
     def __float__(self):
-        raise TypeError("this config field is traced: a static view does not hold its value; "
-                        "read it from the traced numbers (experiment.Hyper) instead")
+        raise TypeError(
+            "this config field is traced: a static view does not hold its value; "
+            "read it from the traced numbers (experiment.Hyper) instead"
+        )
 
     __int__ = __index__ = __float__
 

@@ -26,10 +26,12 @@ def local_devices(devices: int | None = None) -> int:
     if devices is None:
         return have
     if devices > have:
-        raise ValueError(f"devices: {devices} requested but this process sees {have} "
-                         f"{jax.default_backend()} device(s); ask for at most {have} (on a CPU, "
-                         f"--cpu-devices {devices} or hrp_theory.configure({devices}) before JAX "
-                         "starts splits the host into that many devices)")
+        raise ValueError(
+            f"devices: {devices} requested but this process sees {have} "
+            f"{jax.default_backend()} device(s); ask for at most {have} (on a CPU, "
+            f"--cpu-devices {devices} or hrp_theory.configure({devices}) before JAX "
+            "starts splits the host into that many devices)"
+        )
     return devices
 
 
@@ -76,18 +78,21 @@ def shard_seeds(local, devices: int, in_specs: tuple):
     from jax.sharding import PartitionSpec as P
 
     specs = tuple(P("seeds") if s == "seeds" else P() for s in in_specs)
-    return jax.shard_map(local, mesh=seed_mesh(devices), in_specs=specs, out_specs=P("seeds"),
-                         check_vma=False)
+    return jax.shard_map(
+        local, mesh=seed_mesh(devices), in_specs=specs, out_specs=P("seeds"), check_vma=False
+    )
 
 
-def available_memory() -> tuple[int | None, str]:
+def available_memory(host: bool = False) -> tuple[int | None, str]:
     """``(bytes, where)``: free memory of one default-backend device (its allocator's limit on an
-    accelerator, the host's available memory on CPU); ``None`` when unknown."""
-    if jax.default_backend() != "cpu":
+    accelerator, the host's available memory on CPU, or with ``host``); ``None`` when unknown."""
+    if not host and jax.default_backend() != "cpu":
         stats = jax.local_devices()[0].memory_stats() or {}
         limit = stats.get("bytes_limit")
-        return (int(limit) - int(stats.get("bytes_in_use", 0)) if limit else None,
-                f"{jax.default_backend()} device memory")
+        return (
+            int(limit) - int(stats.get("bytes_in_use", 0)) if limit else None,
+            f"{jax.default_backend()} device memory",
+        )
     try:
         with open("/proc/meminfo") as f:
             info = dict(line.split(":", 1) for line in f)
@@ -99,12 +104,14 @@ def available_memory() -> tuple[int | None, str]:
             return None, "host memory"
 
 
-def check_memory(bytes_per_seed: float, in_flight: int, fix: str) -> None:
+def check_memory(bytes_per_seed: float, in_flight: int, fix: str, host: bool = False) -> None:
     """Refuse, with the estimate, a run whose ``in_flight`` seeds at ``bytes_per_seed`` each
-    would not fit in memory (``fix`` says what to change)."""
-    free, where = available_memory()
+    would not fit in memory (``fix`` says what to change; ``host``: the host's memory)."""
+    free, where = available_memory(host)
     need = bytes_per_seed * in_flight
     if free is not None and need > free:
-        raise ValueError(f"memory: this run needs about {need / 2**30:,.1f} GiB at once "
-                         f"({in_flight} seed(s) in flight × {bytes_per_seed / 2**30:,.2f} GiB), "
-                         f"more than the {free / 2**30:,.1f} GiB of {where}; {fix}")
+        raise ValueError(
+            f"memory: this run needs about {need / 2**30:,.1f} GiB at once "
+            f"({in_flight:,} seed(s) × {bytes_per_seed / 2**20:,.3g} MiB), more "
+            f"than the {free / 2**30:,.1f} GiB of {where}; {fix}"
+        )

@@ -13,7 +13,7 @@ Records are taken at step 0 and after every ``record_every`` steps by a nested s
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +22,15 @@ import optax
 from ._fields import traced
 from .lora import LoraParams, trains
 from .losses import Objective, factor_grads, population_loss, train_loss
-from .validation import (in_interval, non_negative, one_of, optional_positive_int,
-                         optional_positive_number, positive_int)
+from .validation import (
+    MAX_STEPS,
+    in_interval,
+    non_negative,
+    one_of,
+    optional_positive_int,
+    optional_positive_number,
+    positive_int,
+)
 
 OPTIMIZERS = ("gd", "sgd", "adam", "adamw", "flow")
 DEFAULT_LR = {"gd": 0.1, "sgd": 0.1, "adam": 1e-2, "adamw": 1e-2, "flow": 0.02}
@@ -56,12 +63,14 @@ class TrainSpec:
 
     def __post_init__(self):
         check_optimizer(self.optimizer)
-        positive_int(self.steps, "steps")
+        positive_int(self.steps, "steps", MAX_STEPS)
         optional_positive_number(self.lr, "lr")
-        if optional_positive_int(self.record_every, "record_every") and \
-                self.steps % self.record_every:
-            raise ValueError(f"record_every: {self.record_every} does not divide steps = "
-                             f"{self.steps}; choose a divisor of steps")
+        every = optional_positive_int(self.record_every, "record_every")
+        if every is not None and self.steps % every:
+            raise ValueError(
+                f"record_every: {every} does not divide steps = {self.steps}; choose a divisor "
+                "of steps"
+            )
         in_interval(self.momentum, "momentum", 0.0, 1.0, open_hi=True)
         non_negative(self.weight_decay, "weight_decay")
 
@@ -81,7 +90,7 @@ def record_interval(steps: int, records: int = 100) -> int:
     return max(d for d in range(1, target + 1) if steps % d == 0)
 
 
-def make_optimizer(name: str, lr, momentum=0.0, weight_decay=0.0):
+def make_optimizer(name: str, lr: Any, momentum: Any = 0.0, weight_decay: Any = 0.0):
     """An optax transformation (``flow``: the ``RK4`` marker); numbers may be traced."""
     if name == "flow":
         return RK4(dt=lr)
@@ -97,7 +106,7 @@ def make_optimizer(name: str, lr, momentum=0.0, weight_decay=0.0):
 
 
 class RK4(NamedTuple):
-    """The ``"flow"`` optimizer: gradient flow integrated by RK4 with step ``dt`` (may be traced)."""
+    """The ``"flow"`` optimizer: gradient flow integrated by RK4 with step ``dt`` (traceable)."""
 
     dt: jax.Array
 
@@ -107,17 +116,19 @@ def velocity(params: LoraParams, obj: Objective, s, train_B: bool, train_A: bool
     return jax.tree.map(jnp.negative, factor_grads(params, obj, s, train_B, train_A))
 
 
-def rk4_step(params: LoraParams, obj: Objective, s, dt, train_B: bool = True,
-             train_A: bool = True) -> LoraParams:
+def rk4_step(
+    params: LoraParams, obj: Objective, s, dt, train_B: bool = True, train_A: bool = True
+) -> LoraParams:
     """One classical RK4 step of the gradient flow."""
-    f = lambda p: velocity(p, obj, s, train_B, train_A)  # noqa: E731
-    axpy = lambda a, x, y: jax.tree.map(lambda u, v: v + a * u, x, y)  # noqa: E731
+    f = lambda p: velocity(p, obj, s, train_B, train_A)
+    axpy = lambda a, x, y: jax.tree.map(lambda u, v: v + a * u, x, y)
     k1 = f(params)
     k2 = f(axpy(dt / 2, k1, params))
     k3 = f(axpy(dt / 2, k2, params))
     k4 = f(axpy(dt, k3, params))
-    return jax.tree.map(lambda p, a, b, c, d: p + dt / 6 * (a + 2 * b + 2 * c + d),
-                        params, k1, k2, k3, k4)
+    return jax.tree.map(
+        lambda p, a, b, c, d: p + dt / 6 * (a + 2 * b + 2 * c + d), params, k1, k2, k3, k4
+    )
 
 
 class TrainResult(NamedTuple):
@@ -125,8 +136,8 @@ class TrainResult(NamedTuple):
     and the factors at ``snapshot_step`` (or None)."""
 
     params: LoraParams
-    curves: dict | None
-    snapshot: LoraParams | None
+    curves: Any
+    snapshot: Any
 
 
 def record(params: LoraParams, obj: Objective, s) -> dict:
@@ -137,9 +148,18 @@ def record(params: LoraParams, obj: Objective, s) -> dict:
     return out
 
 
-def train(params: LoraParams, obj: Objective, s, *, form: str, opt, steps: int,
-          record_every: int | None = None, snapshot_step: int | None = None,
-          observe=None) -> TrainResult:
+def train(
+    params: LoraParams,
+    obj: Objective,
+    s,
+    *,
+    form: str,
+    opt,
+    steps: int,
+    record_every: int | None = None,
+    snapshot_step: int | None = None,
+    observe=None,
+) -> TrainResult:
     """Run ``steps`` optimisation steps of a LoRA of any rank on ``obj``.
 
     Args:
@@ -164,7 +184,7 @@ def train(params: LoraParams, obj: Objective, s, *, form: str, opt, steps: int,
         else:
             g = factor_grads(p, obj, s, train_B, train_A)
             updates, state = opt.update(g, state, p)
-            new = optax.apply_updates(p, updates)
+            new = LoraParams(*optax.apply_updates(p, updates))  # type: ignore[misc]
             new = LoraParams(B=new.B if train_B else p.B, A=new.A if train_A else p.A)
         i = i + 1
         if snapshot_step is not None:
@@ -177,6 +197,7 @@ def train(params: LoraParams, obj: Objective, s, *, form: str, opt, steps: int,
         carry, _ = jax.lax.scan(step, carry, None, length=steps)
         curves = None
     else:
+
         def block(carry, _):
             carry, _ = jax.lax.scan(step, carry, None, length=record_every)
             return carry, observe(carry[0])

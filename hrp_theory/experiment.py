@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,23 +21,46 @@ import numpy as np
 from . import devices as dev
 from ._fields import static_view, traced
 from .dynamics import TrainSpec, check_optimizer, make_optimizer, train
-from .inits import (NEEDS_W0, PREHEATED, RANDOM_INITS, InitHyper, InitStatic, check_inits, draw,
-                    families_needed, reference_init, start)
+from .inits import (
+    NEEDS_W0,
+    OFFSET_INITS,
+    PREHEATED,
+    RANDOM_INITS,
+    InitHyper,
+    InitStatic,
+    check_inits,
+    draw,
+    families_needed,
+    reference_init,
+    start,
+)
 from .lora import LoraSpec
 from .losses import population_loss
 from .metrics import direction_metrics, time_to_excess
 from .preheat import check_preheat
-from .problems import (ProblemArrays, ProblemSpec, build_problem, optimal_loss, parse_sigma,
-                       problem_arrays, sigma_eigenvalues, spectrum_values)
+from .problems import (
+    ProblemArrays,
+    ProblemSpec,
+    build_problem,
+    optimal_loss,
+    parse_sigma,
+    problem_arrays,
+    sigma_eigenvalues,
+    spectrum_values,
+)
 from .seeds import map_seeds
 from .stats import diverged, resolution
-from .validation import (MAX_SEEDS, one_of, optional_positive_int, optional_positive_number,
-                         positive_int, positive_number)
+from .validation import (
+    MAX_SEEDS,
+    one_of,
+    optional_positive_int,
+    optional_positive_number,
+    positive_int,
+    positive_number,
+)
 from .validation import seed as check_seed
 
 BASES = ("auto", "dense", "spectral")
-#: Inits that move W0 (the adapter then fits M − dW0, a dense matrix).
-OFFSET_INITS = ("pissa", "olora", "lora-ga")
 #: Optimizers whose update commutes with rotations of the factors (Adam's per-coordinate
 #: scaling does not).
 EQUIVARIANT_OPTIMIZERS = ("gd", "sgd", "flow")
@@ -114,12 +137,19 @@ class ExperimentConfig:
         if self.basis == "spectral":
             impossible, inexact = spectral_obstacles(self)
             if impossible:
-                raise ValueError("basis: the spectral fast path cannot run this config: "
-                                 + "; ".join(impossible) + ". Use --basis dense (or auto)")
+                raise ValueError(
+                    "basis: the spectral fast path cannot run this config: "
+                    + "; ".join(impossible)
+                    + ". Use --basis dense (or auto)"
+                )
             if inexact:
-                warnings.warn("basis=spectral is NOT exact here: " + "; ".join(inexact)
-                              + ". Results are then a different experiment from the dense one; "
-                              "use --basis auto to run dense", stacklevel=3)
+                warnings.warn(
+                    "basis=spectral is NOT exact here: "
+                    + "; ".join(inexact)
+                    + ". Results are then a different experiment from the dense one; "
+                    "use --basis auto to run dense",
+                    stacklevel=3,
+                )
 
     @property
     def spectral(self) -> bool:
@@ -140,7 +170,7 @@ class ExperimentConfig:
     @property
     def same_total_step(self) -> int | None:
         """Main-run step at which HRP has spent the same total budget (preheat counted)."""
-        if not self.preheats or self.hrp.steps == "converged":
+        if not self.preheats or not isinstance(self.hrp.steps, int):  # "converged"
             return None
         return max(self.train.steps - self.hrp.steps, 0)
 
@@ -163,10 +193,14 @@ def spectral_obstacles(config: ExperimentConfig) -> tuple[list[str], list[str]]:
     off = [i for i in config.inits if i in OFFSET_INITS]
     if off:
         impossible.append(f"{', '.join(off)} move W0 by a dense matrix")
+    if "eva" in config.inits:
+        impossible.append("eva follows Σ's eigenbasis, which M's singular basis would rotate")
     fams = [f for f in families_needed(config.inits, config.base) if f != "gaussian"]
     if fams:
-        inexact.append(f"{', '.join(fams)} factors are not rotation-invariant (use --base "
-                       "gaussian and the gaussian init)")
+        inexact.append(
+            f"{', '.join(fams)} factors are not rotation-invariant (use --base "
+            "gaussian and the gaussian init)"
+        )
     opts = {config.train.optimizer}
     if config.preheats:
         opts.add(config.hrp.optimizer or config.train.optimizer)
@@ -190,20 +224,33 @@ def split_config(config: ExperimentConfig) -> tuple[ExperimentConfig, Hyper]:
     lr = config.train.learning_rate
     lr_p = config.hrp.lr if config.hrp.lr is not None else lr
     std = config.init_std if config.init_std is not None else 1.0 / math.sqrt(3 * config.problem.n)
-    f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
+    f = lambda x: jnp.asarray(x, dtype)
     hyper = Hyper(
         arrays=problem_arrays(config.problem, dtype),
-        init=InitHyper(s=f(config.lora.scale()), s_p=f(config.lora.scale(config.preheat_rank)),
-                       std=f(std), lr=f(lr), lr_p=f(lr_p), momentum=f(config.train.momentum),
-                       weight_decay=f(config.train.weight_decay)))
+        init=InitHyper(
+            s=f(config.lora.scale()),
+            s_p=f(config.lora.scale(config.preheat_rank)),
+            std=f(std),
+            lr=f(lr),
+            lr_p=f(lr_p),
+            momentum=f(config.train.momentum),
+            weight_decay=f(config.train.weight_decay),
+        ),
+    )
     return static_view(config), hyper
 
 
 def init_static(cfg: ExperimentConfig) -> InitStatic:
     """The inits' static settings of a config (or of its static view)."""
-    return InitStatic(r=cfg.lora.r, form=cfg.lora.form, base=cfg.base, p=cfg.preheat_rank,
-                      preheat_form=cfg.hrp.form, preheat_steps=cfg.hrp.steps,
-                      preheat_optimizer=cfg.hrp.optimizer or cfg.train.optimizer)
+    return InitStatic(
+        r=cfg.lora.r,
+        form=cfg.lora.form,
+        base=cfg.base,
+        p=cfg.preheat_rank,
+        preheat_form=cfg.hrp.form,
+        preheat_steps=cfg.hrp.steps,
+        preheat_optimizer=cfg.hrp.optimizer or cfg.train.optimizer,
+    )
 
 
 def simulate_seed(key: jax.Array, cfg: ExperimentConfig, hyper: Hyper) -> dict:
@@ -212,25 +259,43 @@ def simulate_seed(key: jax.Array, cfg: ExperimentConfig, hyper: Hyper) -> dict:
     r, form = cfg.lora.r, cfg.lora.form
     hy = hyper.init
     k_problem, k_init = jax.random.split(key)
-    problem = build_problem(k_problem, cfg.problem, hyper.arrays,
-                            with_w0=any(i in NEEDS_W0 for i in cfg.inits), spectral=cfg.spectral)
+    problem = build_problem(
+        k_problem,
+        cfg.problem,
+        hyper.arrays,
+        with_w0=any(i in NEEDS_W0 for i in cfg.inits),
+        spectral=cfg.spectral,
+    )
     L_opt = optimal_loss(problem, r)
     st = init_static(cfg)
     draws = draw(k_init, problem, st, hy, families_needed(cfg.inits, cfg.base))
     opt = make_optimizer(cfg.train.optimizer, hy.lr, hy.momentum, hy.weight_decay)
-    out = {"optimal_loss": L_opt}
+    out: dict[str, Any] = {"optimal_loss": L_opt}
     for name in cfg.inits:
         params, obj = start(name, problem, st, hy, draws)
         snap = cfg.same_total_step if name in PREHEATED else None
-        res = train(params, obj, hy.s, form=form, opt=opt, steps=cfg.train.steps,
-                    record_every=cfg.train.every, snapshot_step=snap)
+        res = train(
+            params,
+            obj,
+            hy.s,
+            form=form,
+            opt=opt,
+            steps=cfg.train.steps,
+            record_every=cfg.train.every,
+            snapshot_step=snap,
+        )
         begin = direction_metrics(params, problem, r, form)
         end = direction_metrics(res.params, problem, r, form)
         final = res.curves["loss"][-1]
-        rec = {"loss_curve": res.curves["loss"], "final_loss": final, "excess_loss": final - L_opt,
-               "angles_init_deg": begin["angles_deg"], "angles_final_deg": end["angles_deg"],
-               "captured_energy_init": begin["captured_energy"],
-               "captured_energy_final": end["captured_energy"]}
+        rec = {
+            "loss_curve": res.curves["loss"],
+            "final_loss": final,
+            "excess_loss": final - L_opt,
+            "angles_init_deg": begin["angles_deg"],
+            "angles_final_deg": end["angles_deg"],
+            "captured_energy_init": begin["captured_energy"],
+            "captured_energy_final": end["captured_energy"],
+        }
         if "train_loss" in res.curves:
             rec["train_loss_curve"] = res.curves["train_loss"]
         if snap is not None:
@@ -257,11 +322,26 @@ class ExperimentResult:
     interrupted: bool = False
     moments: dict | None = None
 
+    def view(self) -> dict:
+        """Per init, the quantities the statistics are taken of (``stream_view``: the divergence
+        rule applied); for a streamed run, their streaming moments."""
+        if self.per_seed is None:
+            return self.moments or {}
+        return stream_view(self.config)({**self.per_seed, "optimal_loss": self.optimal_loss})
+
 
 #: Per-seed outcomes of training: left out of the statistics for a diverged seed. (The
 #: init-time metrics are kept: they are fixed before training.)
-OUTCOMES = ("loss_curve", "train_loss_curve", "final_loss", "excess_loss", "angles_final_deg",
-            "captured_energy_final", "final_loss_same_total", "excess_loss_same_total")
+OUTCOMES = (
+    "loss_curve",
+    "train_loss_curve",
+    "final_loss",
+    "excess_loss",
+    "angles_final_deg",
+    "captured_energy_final",
+    "final_loss_same_total",
+    "excess_loss_same_total",
+)
 
 
 def stream_view(config: ExperimentConfig):
@@ -274,7 +354,7 @@ def stream_view(config: ExperimentConfig):
 
     def view(out: dict) -> dict:
         opt = np.asarray(out["optimal_loss"])
-        v = {"optimal_loss": opt}
+        v: dict[str, Any] = {"optimal_loss": opt}
         for name in config.inits:
             d = {k: np.asarray(x, np.float64) for k, x in out[name].items()}
             bad = diverged(d["loss_curve"])
@@ -282,9 +362,13 @@ def stream_view(config: ExperimentConfig):
                 if k in d:
                     d[k] = np.where(bad.reshape((-1,) + (1,) * (d[k].ndim - 1)), np.nan, d[k])
             excess_curve = d["loss_curve"] - opt[:, None]
-            d.update(excess_curve=excess_curve, diverged=bad.astype(float),
-                     reached_eps=np.isfinite(time_to_excess(excess_curve, steps,
-                                                            config.eps)).astype(float))
+            d.update(
+                excess_curve=excess_curve,
+                diverged=bad.astype(float),
+                reached_eps=np.isfinite(time_to_excess(excess_curve, steps, config.eps)).astype(
+                    float
+                ),
+            )
             v[name] = d
         for name in config.inits:
             if name != ref:
@@ -309,8 +393,15 @@ def bytes_per_seed(config: ExperimentConfig) -> float:
     return float(item * (dense + factors))
 
 
-def run_experiment(config: ExperimentConfig, progress: bool = True,
-                   stream: bool = False) -> ExperimentResult:
+def result_bytes_per_seed(config: ExperimentConfig) -> float:
+    """Host memory of one seed's per-seed arrays (curves, scalars, angles) in float64."""
+    per_init = 2 * (len(config.steps_axis()) + 8 + 2 * config.lora.r)
+    return 8.0 * (1 + per_init * len(config.inits))
+
+
+def run_experiment(
+    config: ExperimentConfig, progress: bool = True, stream: bool = False
+) -> ExperimentResult:
     """Run every seed of ``config``; an interrupt (Ctrl-C) keeps the chunks already finished.
 
     ``stream=True`` keeps streaming moments instead of per-seed arrays (bounded memory for any
@@ -318,33 +409,68 @@ def run_experiment(config: ExperimentConfig, progress: bool = True,
     check_resolution(config.eps, config.problem)
     n_dev = dev.local_devices(config.devices)
     chunk = dev.chunk_length(config.seeds, config.chunk_size, n_dev)
-    dev.check_memory(bytes_per_seed(config), dev.vmap_batch(config.batch_size, chunk // n_dev),
-                     "lower m and n, or --batch-size; with Σ = I and Gaussian factors the "
-                     "spectral basis (--basis auto) needs no m×m or n×n matrices")
+    dev.check_memory(
+        bytes_per_seed(config),
+        dev.vmap_batch(config.batch_size, chunk // n_dev),
+        "lower m and n, or --batch-size; with Σ = I and Gaussian factors the "
+        "spectral basis (--basis auto) needs no m×m or n×n matrices",
+    )
+    if not stream:  # the per-seed arrays come back to the host
+        dev.check_memory(
+            result_bytes_per_seed(config),
+            config.seeds,
+            "lower --seeds, or keep streaming moments instead of per-seed arrays "
+            "(--stream, run_experiment(..., stream=True))",
+            host=True,
+        )
     static, hyper = split_config(config)
-    res = map_seeds(simulate_seed, static, hyper, seeds=config.seeds, seed=config.seed,
-                    chunk_size=config.chunk_size, batch_size=config.batch_size,
-                    devices=config.devices, progress=progress,
-                    reduce=stream_view(config) if stream else None)
+    res = map_seeds(
+        simulate_seed,
+        static,
+        hyper,
+        seeds=config.seeds,
+        seed=config.seed,
+        chunk_size=config.chunk_size,
+        batch_size=config.batch_size,
+        devices=config.devices,
+        progress=progress,
+        reduce=stream_view(config) if stream else None,
+    )
     if stream:
-        return ExperimentResult(config=config, per_seed=None, optimal_loss=None,
-                                n_done=res.n_done, interrupted=res.interrupted, moments=res.out)
+        return ExperimentResult(
+            config=config,
+            per_seed=None,
+            optimal_loss=None,
+            n_done=res.n_done,
+            interrupted=res.interrupted,
+            moments=res.out,
+        )
     merged = dict(res.out)
     opt = merged.pop("optimal_loss")
-    return ExperimentResult(config=config, per_seed=merged, optimal_loss=opt, n_done=res.n_done,
-                            interrupted=res.interrupted)
+    return ExperimentResult(
+        config=config,
+        per_seed=merged,
+        optimal_loss=opt,
+        n_done=res.n_done,
+        interrupted=res.interrupted,
+    )
 
 
 def check_resolution(eps: float, spec: ProblemSpec) -> None:
-    """The time-to-ε level must be resolvable in the working precision: in float32 an excess loss
-    below ``10·eps₃₂·½‖M‖²`` is rounding noise."""
-    if jnp.result_type(float) == jnp.float64:
-        return
-    floor = resolution("float32", 0.5 * float(
-        (spectrum_values(spec.spectrum, spec.k, spec.rank, spec.scale) ** 2).sum()
-        * sigma_eigenvalues(parse_sigma(spec.sigma), spec.n).max()))
+    """The time-to-ε level must be resolvable in the working precision: an excess loss below
+    ``10·eps_dtype·½‖M‖²`` is rounding noise (``stats.resolution``)."""
+    dtype = "float64" if jnp.result_type(float) == jnp.float64 else "float32"
+    floor = resolution(
+        dtype,
+        0.5
+        * float(
+            (spectrum_values(spec.spectrum, spec.k, spec.rank, spec.scale) ** 2).sum()
+            * sigma_eigenvalues(parse_sigma(spec.sigma), spec.n).max()
+        ),
+    )
     if eps < floor:
-        raise ValueError(f"eps: {eps:g} is below the float32 resolution of the excess loss "
-                         f"(≈ {floor:.2g} at this loss scale); add --x64 (jax_enable_x64) or "
-                         f"raise eps")
-
+        raise ValueError(
+            f"eps: {eps:g} is below the {dtype} resolution of the excess loss "
+            f"(≈ {floor:.2g} at this loss scale); raise eps"
+            + ("" if dtype == "float64" else " or add --x64 (float64)")
+        )

@@ -3,8 +3,9 @@
 Two integrators:
 
 * ``rk4`` — classical fixed-step Runge–Kutta (order 4) under ``lax.scan``. It is the optimizer
-  ``"flow"`` of ``dynamics.train`` (``dynamics.rk4_step``) (learning rate = step ``dt``, ``steps·dt`` = horizon), so every
-  runner, recorder and snapshot that works for GD works for gradient flow too. ``euler`` is GD
+  ``"flow"`` of ``dynamics.train`` (``dynamics.rk4_step``; learning rate = step ``dt``,
+  ``steps·dt`` = horizon), so every runner, recorder and snapshot that works for GD works for
+  gradient flow too. ``euler`` is GD
   with ``lr = dt`` (order 1), kept for convergence-order tests.
 * ``tsit5`` — adaptive Tsitouras 5(4) with a PID step-size controller (diffrax; optional extra
   ``pip install 'hrp-theory[ode]'``), error-controlled to ``rtol``/``atol``, optionally stopping
@@ -17,7 +18,8 @@ and conserves ``BᵀB − AᵀA`` (THEORY §5.4); the freeze-A flow is the linea
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +44,12 @@ class Flow(NamedTuple):
 def check_flow(t_end, saves, method: str, dt, rtol, atol) -> int:
     """Validate an integration request; returns the fixed-step count per save (0 for tsit5)."""
     for value, name in ((t_end, "t_end"), (dt, "dt"), (rtol, "rtol"), (atol, "atol")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise ValueError(f"{name}: {value!r} must be a positive number")
     if isinstance(saves, bool) or not isinstance(saves, int) or saves < 1:
         raise ValueError(f"saves: {saves!r} must be a positive integer")
@@ -53,20 +59,35 @@ def check_flow(t_end, saves, method: str, dt, rtol, atol) -> int:
         try:
             import diffrax  # noqa: F401
         except ImportError:
-            raise ValueError("method: tsit5 needs diffrax; pip install 'hrp-theory[ode]' or use "
-                             "method='rk4'") from None
+            raise ValueError(
+                "method: tsit5 needs diffrax; pip install 'hrp-theory[ode]' or use method='rk4'"
+            ) from None
         return 0
     per_save = t_end / saves / dt
     if abs(per_save - round(per_save)) > 1e-9 * max(1.0, per_save) or round(per_save) < 1:
-        raise ValueError(f"dt: {dt} does not divide the save interval t_end/saves = "
-                         f"{t_end / saves:g}; pick dt = (t_end/saves)/k for an integer k")
+        raise ValueError(
+            f"dt: {dt} does not divide the save interval t_end/saves = "
+            f"{t_end / saves:g}; pick dt = (t_end/saves)/k for an integer k"
+        )
     return int(round(per_save))
 
 
-def gradient_flow(params: LoraParams, obj: Objective, s, *, form: str, t_end: float, saves: int,
-                  method: str = "rk4", dt: float = 0.02, rtol: float = 1e-10,
-                  atol: float = 1e-12, max_steps: int = 1_000_000, steady_state: bool = False,
-                  observe: Callable | None = None) -> Flow:
+def gradient_flow(
+    params: LoraParams,
+    obj: Objective,
+    s,
+    *,
+    form: str,
+    t_end: float,
+    saves: int,
+    method: str = "rk4",
+    dt: float = 0.02,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    max_steps: int = 1_000_000,
+    steady_state: bool = False,
+    observe: Callable | None = None,
+) -> Flow:
     """Integrate the LoRA gradient flow from ``params`` to ``t_end``.
 
     ``ẋ = −∇L(x)`` with ``x = (B, A)`` (the frozen factor of ``form`` is held fixed). The state is
@@ -91,10 +112,17 @@ def gradient_flow(params: LoraParams, obj: Objective, s, *, form: str, t_end: fl
     t = jnp.linspace(0.0, t_end, saves + 1, dtype=params.A.dtype)
     if method != "tsit5":
         opt = make_optimizer("flow" if method == "rk4" else "gd", dt)
-        res = train(params, obj, s, form=form, opt=opt, steps=per_save * saves,
-                    record_every=per_save, observe=observe)
-        return Flow(t=t, ys=res.curves, params=res.params,
-                    n_steps=jnp.asarray(per_save * saves))
+        res = train(
+            params,
+            obj,
+            s,
+            form=form,
+            opt=opt,
+            steps=per_save * saves,
+            record_every=per_save,
+            observe=observe,
+        )
+        return Flow(t=t, ys=res.curves, params=res.params, n_steps=jnp.asarray(per_save * saves))
     return _tsit5(params, obj, s, form, t, dt, rtol, atol, max_steps, steady_state, observe)
 
 
@@ -103,18 +131,29 @@ def _tsit5(params, obj, s, form, t, dt, rtol, atol, max_steps, steady_state, obs
 
     train_B, train_A = trains(form)
     term = diffrax.ODETerm(lambda _t, y, _a: velocity(y, obj, s, train_B, train_A))
-    event = diffrax.Event(diffrax.steady_state_event(rtol=rtol, atol=atol)) if steady_state \
-        else None
+    event = (
+        diffrax.Event(diffrax.steady_state_event(rtol=rtol, atol=atol)) if steady_state else None
+    )
     sol = diffrax.diffeqsolve(
-        term, diffrax.Tsit5(), t0=t[0], t1=t[-1], dt0=dt, y0=params,
+        term,
+        diffrax.Tsit5(),
+        t0=t[0],
+        t1=t[-1],
+        dt0=dt,
+        y0=params,
         saveat=diffrax.SaveAt(ts=t, t1=True),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps, event=event, throw=False)
+        max_steps=max_steps,
+        event=event,
+        throw=False,
+    )
     # After a steady-state stop diffrax writes the terminal state into the next save slot and
     # leaves the later ones (and the t1 slot) at inf: the state no longer moves, so repeat it.
+    assert sol.ts is not None and sol.ys is not None
     last = jnp.sum(jnp.isfinite(sol.ts)) - 1
     final = jax.tree.map(lambda y: y[last], sol.ys)
     done = jnp.isfinite(sol.ts[:-1])
-    ys = jax.tree.map(lambda y, f: jnp.where(done.reshape((-1,) + (1,) * f.ndim), y[:-1], f),
-                      sol.ys, final)
+    ys = jax.tree.map(
+        lambda y, f: jnp.where(done.reshape((-1,) + (1,) * f.ndim), y[:-1], f), sol.ys, final
+    )
     return Flow(t=t, ys=jax.vmap(observe)(ys), params=final, n_steps=sol.stats["num_steps"])

@@ -1,7 +1,7 @@
-"""LoRA initialisations in the synthetic model (THEORY §7).
+"""LoRA initialisations in the synthetic model (docs/theory.md §7).
 
 Every init returns ``(LoraParams, dW0)``: the factors, and the change of the frozen weight
-(``None`` when ``W0`` is kept). Inits that offset ``W0`` (PiSSA, OLoRA, LoRA-GA) set
+(``None`` when ``W0`` is kept). Inits that offset ``W0`` (PiSSA, OLoRA, LoRA-GA, CorDA) set
 ``dW0 = −s·B₀A₀ᵀ`` so the model's output is unchanged at step 0.
 
 ==============  ==========================================================================
@@ -18,6 +18,11 @@ Every init returns ``(LoraParams, dW0)``: the factors, and the change of the fro
                 ``m^{1/4}/√γ`` (γ = 16, LoRA-GA's "stable" scale), ``W0 ← W0 − s·BAᵀ``
 ``lora-one``    the best rank-r full-gradient step: ``s·BAᵀ = η·[C]_r`` split evenly,
                 ``B = U_r(ηS_r/s)^{1/2}``, ``A = V_r(ηS_r/s)^{1/2}``, ``W0`` kept (η = main lr)
+``eva``         PEFT's EVA: ``A = c·V_r(Σ)``, the top-r eigenvectors of the (training) input
+                covariance — the right singular vectors of the inputs; ``B = 0``
+``corda``       PEFT's CorDA (instruction-previewed mode): ``W0Σ = U S Vᵀ``,
+                ``B = U_r(S_r/s)^{1/2}``, ``A = Σ⁻¹V_r(S_r/s)^{1/2}``, ``W0 ← W0 − s·BAᵀ``
+                (Σ damped by 10⁻⁶ of its mean eigenvalue); PiSSA when Σ = I
 ==============  ==========================================================================
 
 ``c`` is the expected column norm of the random init the direction replaces (``1/√3`` for
@@ -33,7 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,10 +52,27 @@ from .problems import Problem
 from .validation import names, one_of
 
 RANDOM_INITS = ("kaiming", "gaussian")
-INITS = ("kaiming", "gaussian", "aligned", "aligned-sigma", "hrp", "hrp-sigma", "hrp-2s", "pissa",
-         "olora", "lora-ga", "lora-one")
+INITS = (
+    "kaiming",
+    "gaussian",
+    "aligned",
+    "aligned-sigma",
+    "hrp",
+    "hrp-sigma",
+    "hrp-2s",
+    "pissa",
+    "olora",
+    "lora-ga",
+    "lora-one",
+    "eva",
+    "corda",
+)
 PREHEATED = ("hrp", "hrp-sigma", "hrp-2s")
-NEEDS_W0 = ("pissa", "olora")
+NEEDS_W0 = ("pissa", "olora", "corda")
+#: Inits that move W0 (the adapter then fits M − dW0).
+OFFSET_INITS = ("pissa", "olora", "lora-ga", "corda")
+#: Relative damping of Σ before CorDA inverts it.
+CORDA_DAMPING = 1e-6
 LORA_GA_GAMMA = 16.0
 
 
@@ -66,8 +89,10 @@ def check_inits(inits, r: int, k: int) -> tuple[str, ...]:
     for name in inits:
         one_of(name, "inits", INITS, "init")
     if "lora-ga" in inits and 2 * r > k:
-        raise ValueError(f"inits: lora-ga uses singular vectors r+1..2r, so 2r = {2 * r} must be "
-                         f"<= min(m, n) = {k}; lower r or drop lora-ga")
+        raise ValueError(
+            f"inits: lora-ga uses singular vectors r+1..2r, so 2r = {2 * r} must be "
+            f"<= min(m, n) = {k}; lower r or drop lora-ga"
+        )
     return inits
 
 
@@ -80,9 +105,9 @@ def random_factor(key: jax.Array, dim: int, cols: int, dist: str, std, dtype) ->
     nested, and neither depends on how many columns the other asks for."""
     if dist == "kaiming":
         bound = 1.0 / jnp.sqrt(jnp.asarray(dim, dtype))
-        column = lambda k: jax.random.uniform(k, (dim,), dtype, -bound, bound)  # noqa: E731
+        column = lambda k: jax.random.uniform(k, (dim,), dtype, -bound, bound)
     else:
-        column = lambda k: std * jax.random.normal(k, (dim,), dtype)  # noqa: E731
+        column = lambda k: std * jax.random.normal(k, (dim,), dtype)
     keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(cols))
     return jax.vmap(column, out_axes=1)(keys)
 
@@ -108,11 +133,11 @@ class InitStatic:
 class InitHyper(NamedTuple):
     """Traced numbers of the inits."""
 
-    s: jax.Array             # main LoRA scale
-    s_p: jax.Array           # preheat LoRA scale
-    std: jax.Array           # Gaussian entry std
-    lr: jax.Array            # main learning rate (LoRA-One's step)
-    lr_p: jax.Array          # preheat learning rate
+    s: jax.Array  # main LoRA scale
+    s_p: jax.Array  # preheat LoRA scale
+    std: jax.Array  # Gaussian entry std
+    lr: jax.Array  # main learning rate (LoRA-One's step)
+    lr_p: jax.Array  # preheat learning rate
     momentum: jax.Array
     weight_decay: jax.Array
 
@@ -163,14 +188,15 @@ def _random(fam):
         m, n = problem.M.shape
         dtype = problem.M.dtype
         if direction_side(st.form) == "A":
-            return LoraParams(B=jnp.zeros((m, st.r), dtype), A=draws.A[fam][:, :st.r]), None
+            return LoraParams(B=jnp.zeros((m, st.r), dtype), A=draws.A[fam][:, : st.r]), None
         return LoraParams(B=draws.B[fam], A=jnp.zeros((n, st.r), dtype)), None
+
     return init
 
 
 def _aligned(problem, st, hy, draws):
     t = problem.target
-    return _directional(t.U[:, :st.r], t.V[:, :st.r], problem, st, hy)
+    return _directional(t.U[:, : st.r], t.V[:, : st.r], problem, st, hy)
 
 
 def _unwhiten(problem: Problem, V: jax.Array) -> jax.Array:
@@ -182,18 +208,28 @@ def _unwhiten(problem: Problem, V: jax.Array) -> jax.Array:
 
 def _aligned_sigma(problem, st, hy, draws):
     w = problem.whitened
-    return _directional(w.U[:, :st.r], _unwhiten(problem, w.V[:, :st.r]), problem, st, hy)
+    return _directional(w.U[:, : st.r], _unwhiten(problem, w.V[:, : st.r]), problem, st, hy)
 
 
 def _hrp(two_sided: bool = False, sigma_aware: bool = False):
     def init(problem, st, hy, draws):
-        pre = preheat_then_svd(draws.A[st.base][:, :st.p], problem.objective, hy.s_p, hy.lr_p,
-                               r=st.r, form=st.preheat_form, steps=st.preheat_steps,
-                               optimizer=st.preheat_optimizer, momentum=hy.momentum,
-                               weight_decay=hy.weight_decay, two_sided=two_sided,
-                               sigma_aware=sigma_aware)
+        pre = preheat_then_svd(
+            draws.A[st.base][:, : st.p],
+            problem.objective,
+            hy.s_p,
+            hy.lr_p,
+            r=st.r,
+            form=st.preheat_form,
+            steps=st.preheat_steps,
+            optimizer=st.preheat_optimizer,
+            momentum=hy.momentum,
+            weight_decay=hy.weight_decay,
+            two_sided=two_sided,
+            sigma_aware=sigma_aware,
+        )
         V = _unwhiten(problem, pre.V) if sigma_aware else pre.V
         return _directional(pre.U, V, problem, st, hy)
+
     return init
 
 
@@ -224,15 +260,38 @@ def _full_gradient_svd(problem: Problem):
 def _lora_ga(problem, st, hy, draws):
     U, _, V = _full_gradient_svd(problem)
     m = problem.M.shape[0]
-    scale = m ** 0.25 / jnp.sqrt(LORA_GA_GAMMA)
+    scale = m**0.25 / jnp.sqrt(LORA_GA_GAMMA)
     # G = −C has the same singular vectors as C up to a sign of U, which the offset makes moot.
-    return _offset(LoraParams(B=-U[:, st.r: 2 * st.r] * scale, A=V[:, : st.r] * scale), hy.s)
+    return _offset(LoraParams(B=-U[:, st.r : 2 * st.r] * scale, A=V[:, : st.r] * scale), hy.s)
 
 
 def _lora_one(problem, st, hy, draws):
     U, S, V = _full_gradient_svd(problem)
     root = jnp.sqrt(hy.lr * S[: st.r] / hy.s)
     return LoraParams(B=U[:, : st.r] * root, A=V[:, : st.r] * root), None
+
+
+def _eva(problem, st, hy, draws):
+    n = problem.M.shape[1]
+    Sigma = problem.objective.Sigma
+    if Sigma is None:  # Σ = I: every basis is an eigenbasis; LAPACK's is the coordinate one
+        V = jnp.eye(n, st.r, dtype=problem.M.dtype)
+    else:
+        V = linalg.eigh(Sigma)[1][:, ::-1][:, : st.r]
+    m = problem.M.shape[0]  # (freeze-b: EVA has no output side; coordinates stand in)
+    return _directional(jnp.eye(m, st.r, dtype=V.dtype), V, problem, st, hy)
+
+
+def _corda(problem, st, hy, draws):
+    Sigma = problem.objective.Sigma
+    n = problem.M.shape[1]
+    if Sigma is None:
+        Sigma = jnp.eye(n, dtype=problem.M.dtype)
+    Sigma = Sigma + CORDA_DAMPING * jnp.trace(Sigma) / n * jnp.eye(n, dtype=Sigma.dtype)
+    U, S, Vt = linalg.svd(problem.W0 @ Sigma)
+    root = jnp.sqrt(S[: st.r] / hy.s)
+    A = linalg.solve(Sigma, Vt[: st.r].T * root)
+    return _offset(LoraParams(B=U[:, : st.r] * root, A=A), hy.s)
 
 
 INIT_FNS: dict[str, Callable] = {
@@ -247,6 +306,8 @@ INIT_FNS: dict[str, Callable] = {
     "olora": _olora,
     "lora-ga": _lora_ga,
     "lora-one": _lora_one,
+    "eva": _eva,
+    "corda": _corda,
 }
 
 
@@ -255,8 +316,9 @@ def initialize(name: str, problem: Problem, st: InitStatic, hy: InitHyper, draws
     return INIT_FNS[name](problem, st, hy, draws)
 
 
-def start(name: str, problem: Problem, st: InitStatic, hy: InitHyper,
-          draws: Draws) -> tuple[LoraParams, Objective]:
+def start(
+    name: str, problem: Problem, st: InitStatic, hy: InitHyper, draws: Draws
+) -> tuple[LoraParams, Objective]:
     """Init ``name``'s factors and the objective its run trains on (an init that moves ``W0`` by
     ``dW0`` leaves the adapter the target ``M − dW0``). The synthetic experiment and the
     real-layer study both start every run here."""

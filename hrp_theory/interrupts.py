@@ -25,11 +25,20 @@ def _handler(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def catch() -> None:
-    """Handle SIGINT and SIGTERM as interrupts (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, _handler)
+@contextlib.contextmanager
+def catch():
+    """While the block runs, handle SIGINT and SIGTERM as interrupts (main thread only;
+    elsewhere a no-op); the previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state["signal"] = None
+    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def received() -> int | None:

@@ -13,7 +13,7 @@ finite-sample problems have ``Σ = XᵀX/N`` and ``C = Yᵀ X/N`` with ``Y`` the
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ class DiagonalC(NamedTuple):
     cols: jax.Array
 
     @classmethod
-    def of(cls, s: jax.Array, m: int, n: int) -> "DiagonalC":
+    def of(cls, s: jax.Array, m: int, n: int) -> DiagonalC:
         return cls(s, jnp.zeros((m, 0), s.dtype), jnp.zeros((n, 0), s.dtype))
 
     @property
@@ -73,7 +73,7 @@ class Objective(NamedTuple):
       Y: (N, m) residual training labels ``y − W0 x``, or None.
     """
 
-    C: jax.Array
+    C: Any
     Sigma: jax.Array | None = None
     Mt: jax.Array | None = None
     sigma_half: jax.Array | None = None
@@ -85,8 +85,9 @@ def _times_sigma(Z: jax.Array, Sigma: jax.Array | None) -> jax.Array:
     return Z if Sigma is None else Sigma @ Z
 
 
-def factor_grads(params: LoraParams, obj: Objective, s, train_B: bool = True,
-                 train_A: bool = True) -> LoraParams:
+def factor_grads(
+    params: LoraParams, obj: Objective, s, train_B: bool = True, train_A: bool = True
+) -> LoraParams:
     """Exact gradients of the training loss with respect to ``B`` and ``A`` (zeros if frozen)."""
     B, A = params
     zeros = jnp.zeros_like
@@ -109,7 +110,9 @@ def population_loss(params: LoraParams, obj: Objective, s) -> jax.Array:
     if isinstance(obj.C, DiagonalC):
         sig, k = obj.C.s, obj.C.s.shape[0]
         cross = jnp.sum(sig * jnp.sum(B[:k] * A[:k], axis=1))
-        return 0.5 * (jnp.sum(sig ** 2) - 2 * s * cross + s ** 2 * jnp.sum((B.T @ B) * (A.T @ A)))
+        return 0.5 * (jnp.sum(sig**2) - 2 * s * cross + s**2 * jnp.sum((B.T @ B) * (A.T @ A)))
+    if obj.Mt is None:
+        raise ValueError("objective: no population target (Mt); it is training-only")
     At = A if obj.sigma_half is None else obj.sigma_half @ A
     return 0.5 * jnp.sum((obj.Mt - s * B @ At.T) ** 2)
 
@@ -117,6 +120,8 @@ def population_loss(params: LoraParams, obj: Objective, s) -> jax.Array:
 def train_loss(params: LoraParams, obj: Objective, s) -> jax.Array:
     """Empirical loss ``(1/2N)‖s·X A Bᵀ − Y‖²`` of a finite-sample problem."""
     B, A = params
+    if obj.X is None or obj.Y is None:
+        raise ValueError("objective: train_loss needs a finite-sample problem (X, Y)")
     N = obj.X.shape[0]
     return 0.5 * jnp.sum((s * (obj.X @ A) @ B.T - obj.Y) ** 2) / N
 
@@ -128,7 +133,10 @@ def shift_target(obj: Objective, dW0: jax.Array) -> Objective:
     unchanged at step 0; the adapter then fits ``M − dW0``.
     """
     C = obj.C - (dW0 if obj.Sigma is None else dW0 @ obj.Sigma)
-    Mt = None if obj.Mt is None else obj.Mt - (dW0 if obj.sigma_half is None
-                                               else dW0 @ obj.sigma_half)
-    Y = None if obj.Y is None else obj.Y - obj.X @ dW0.T
+    Mt = (
+        None
+        if obj.Mt is None
+        else obj.Mt - (dW0 if obj.sigma_half is None else dW0 @ obj.sigma_half)
+    )
+    Y = None if obj.Y is None or obj.X is None else obj.Y - obj.X @ dW0.T
     return obj._replace(C=C, Mt=Mt, Y=Y)

@@ -2,7 +2,8 @@
 
 Directions are measured in whitened coordinates, where the Σ-aware optimum lives: for the
 input side, ``col(Σ^{1/2}A)`` against the top-r right singular vectors ``Ṽ_r`` of ``MΣ^{1/2}``;
-for ``freeze-b`` runs, ``col(B)`` against ``Ũ_r``. With ``Σ = I`` these are ``col(A)`` and ``V_r(M)``.
+for ``freeze-b`` runs, ``col(B)`` against ``Ũ_r``. With ``Σ = I`` these are ``col(A)`` and
+``V_r(M)``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def direction_metrics(params: LoraParams, problem: Problem, r: int, form: str) -
         X, ref = params.B, w.U[:, :r]
     Q = orth(X)
     proj = ref.T @ Q  # (r, r)
-    captured = jnp.sum((S[:, None] * proj) ** 2) / jnp.sum(S ** 2)
+    captured = jnp.sum((S[:, None] * proj) ** 2) / jnp.sum(S**2)
     return {"angles_deg": principal_angles(ref, Q), "captured_energy": captured}
 
 

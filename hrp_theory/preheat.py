@@ -15,11 +15,11 @@ back, ``A ∝ orth(Σ^{-1/2} V̂_r)``. It uses ``obj.sigma_half`` (the populatio
 real layer, the covariance estimated from activations). With ``Σ = I`` it is plain HRP.
 
 **Two-sided HRP** (``two_sided=True``, THEORY §5.5, not the paper's recipe): keep the preheat's
-*left* factor, ``Q = orth(B_p)`` (a randomized range finder: ``range(B_p) ≈ range(M A_p)``), take
-one gradient ``−∂L/∂A`` at ``(B, A) = (Q, 0)``, which is ``s·CᵀQ``, and read the top-r right singular
-vectors of ``QᵀC``. Then ``‖M(I − P_{V̂_r})‖² ≤ ‖M − [P_Y M]_r‖²`` pathwise, so the fixed-rank HMT
-bound ``(1 + r/(p−r−1))·T_r`` holds in expectation when ``B_p = M A_p`` (one freeze-A GD step of
-learning rate 1 from ``B_p = 0``).
+*left* factor, ``Q = orth(B_p)`` (a randomized range finder: ``range(B_p) ≈ range(M A_p)``),
+take one gradient ``−∂L/∂A`` at ``(B, A) = (Q, 0)``, which is ``s·CᵀQ``, and read the top-r
+right singular vectors of ``QᵀC``. Then ``‖M(I − P_{V̂_r})‖² ≤ ‖M − [P_Y M]_r‖²`` pathwise, so
+the fixed-rank HMT bound ``(1 + r/(p−r−1))·T_r`` holds in expectation when ``B_p = M A_p`` (one
+freeze-A GD step of learning rate 1 from ``B_p = 0``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from . import linalg
 from .dynamics import make_optimizer, train
 from .lora import LoraParams
 from .losses import Objective, ct_times
-from .validation import one_of
+from .validation import MAX_STEPS, one_of
 
 PREHEAT_FORMS = ("classic", "freeze-a")
 
@@ -42,15 +42,21 @@ PREHEAT_FORMS = ("classic", "freeze-a")
 def check_preheat(p: int, r: int, form: str, steps, k: int) -> None:
     """Validate a preheat: ``r ≤ p ≤ min(m, n)``, a known form, ``steps`` ≥ 1 or 'converged'."""
     if isinstance(p, bool) or not isinstance(p, int) or not r <= p <= k:
-        raise ValueError(f"preheat_rank: p = {p!r} must be an integer with r = {r} <= p <= "
-                         f"min(m, n) = {k}")
+        raise ValueError(
+            f"preheat_rank: p = {p!r} must be an integer with r = {r} <= p <= min(m, n) = {k}"
+        )
     one_of(form, "preheat", PREHEAT_FORMS, "preheat form")
     if steps == "converged":
         if form != "freeze-a":
-            raise ValueError("preheat_steps: 'converged' has a closed form only for the freeze-a "
-                             "preheat; add --preheat freeze-a or give a number of steps")
-    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"preheat_steps: {steps!r} must be a positive integer or 'converged'")
+            raise ValueError(
+                "preheat_steps: 'converged' has a closed form only for the freeze-a "
+                "preheat; add --preheat freeze-a or give a number of steps"
+            )
+    elif isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(
+            f"preheat_steps: {steps!r} must be a positive integer (at most "
+            f"{MAX_STEPS}) or 'converged'"
+        )
 
 
 def canonical_signs(U: jax.Array, V: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -115,12 +121,24 @@ def _b_from_limit(K: jax.Array, R: jax.Array) -> jax.Array:
     return linalg.solve_upper(R, K.T).T
 
 
-@functools.partial(jax.jit, static_argnames=("r", "form", "steps", "optimizer", "two_sided",
-                                             "sigma_aware"))
-def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str = "classic",
-                     steps: int | str = 20, optimizer: str = "gd", momentum=0.0,
-                     weight_decay=0.0, two_sided: bool = False,
-                     sigma_aware: bool = False) -> Preheated:
+@functools.partial(
+    jax.jit, static_argnames=("r", "form", "steps", "optimizer", "two_sided", "sigma_aware")
+)
+def preheat_then_svd(
+    A_p: jax.Array,
+    obj: Objective,
+    s,
+    lr,
+    *,
+    r: int,
+    form: str = "classic",
+    steps: int | str = 20,
+    optimizer: str = "gd",
+    momentum=0.0,
+    weight_decay=0.0,
+    two_sided: bool = False,
+    sigma_aware: bool = False,
+) -> Preheated:
     """Preheat a rank-p LoRA from ``(B_p = 0, A_p)`` on ``obj``, then take the top-r SVD.
 
     Args:
@@ -146,7 +164,7 @@ def preheat_then_svd(A_p: jax.Array, obj: Objective, s, lr, *, r: int, form: str
     else:
         opt = make_optimizer(optimizer, lr, momentum, weight_decay)
         B0 = jnp.zeros((obj.C.shape[0], A_p.shape[1]), A_p.dtype)
-        params = train(LoraParams(B0, A_p), obj, s, form=form, opt=opt, steps=steps).params
+        params = train(LoraParams(B0, A_p), obj, s, form=form, opt=opt, steps=int(steps)).params
         factors = (params.B, params.A)
     if two_sided:
         U, S, V = two_sided_directions(params.B, obj.C, r)

@@ -41,8 +41,14 @@ import numpy as np
 from . import linalg
 from ._fields import traced
 from .losses import DiagonalC, Objective
-from .validation import (in_interval, non_negative, optional_positive_int, positive_int,
-                         positive_number)
+from .validation import (
+    MAX_DIM,
+    in_interval,
+    non_negative,
+    optional_positive_int,
+    positive_int,
+    positive_number,
+)
 
 SPECTRUM_FAMILIES = ("power", "exp", "rank", "spike", "flat", "values", "gap")
 SIGMA_BASES = ("random", "adversarial", "aligned")
@@ -66,8 +72,9 @@ def _count(text: str, field: str, what: str) -> int:
     return value
 
 
-def spectrum_values(spectrum: str, k: int, rank: int | None = None, scale: float = 1.0,
-                    field: str = "spectrum") -> np.ndarray:
+def spectrum_values(
+    spectrum: str, k: int, rank: int | None = None, scale: float = 1.0, field: str = "spectrum"
+) -> np.ndarray:
     """Singular values of ``M`` for a spectrum string, padded with zeros to length ``k``.
 
     Args:
@@ -81,14 +88,18 @@ def spectrum_values(spectrum: str, k: int, rank: int | None = None, scale: float
       A float64 array ``σ`` of shape ``(k,)``, non-increasing and non-negative.
     """
     if not isinstance(spectrum, str) or not spectrum:
-        raise ValueError(f"{field}: empty; use one of {', '.join(SPECTRUM_FAMILIES)} "
-                         "(e.g. 'power:1')")
+        raise ValueError(
+            f"{field}: empty; use one of {', '.join(SPECTRUM_FAMILIES)} (e.g. 'power:1')"
+        )
     family, _, arg = spectrum.partition(":")
     if family not in SPECTRUM_FAMILIES:
-        raise ValueError(f"{field}: unknown family {family!r} in {spectrum!r}; "
-                         f"use one of {', '.join(SPECTRUM_FAMILIES)} (e.g. 'power:1')")
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, np.integer))
-                             or not 1 <= rank <= k):
+        raise ValueError(
+            f"{field}: unknown family {family!r} in {spectrum!r}; "
+            f"use one of {', '.join(SPECTRUM_FAMILIES)} (e.g. 'power:1')"
+        )
+    if rank is not None and (
+        isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= k
+    ):
         raise ValueError(f"rank: {rank!r} must be an integer between 1 and min(m, n) = {k}")
     positive_number(scale, "w0_scale" if field == "w0_spectrum" else "scale")
     nonzero = k if rank is None else rank
@@ -99,12 +110,16 @@ def spectrum_values(spectrum: str, k: int, rank: int | None = None, scale: float
             raise ValueError(f"{field}: malformed list in {spectrum!r}; write values:1,0.5,0.25")
         vals = np.array([_number(p, field, "write values:1,0.5,0.25") for p in parts])
         if np.any(vals < 0) or not np.any(vals > 0):
-            raise ValueError(f"{field}: values must be >= 0 with at least one > 0, got {spectrum!r}")
+            raise ValueError(
+                f"{field}: values must be >= 0 with at least one > 0, got {spectrum!r}"
+            )
         if len(vals) > k:
             raise ValueError(f"{field}: {len(vals)} values but min(m, n) = {k}; list at most {k}")
         if rank is not None and rank != len(vals):
-            raise ValueError(f"rank: {rank} conflicts with the {len(vals)} listed values; "
-                             "drop --rank or list that many values")
+            raise ValueError(
+                f"rank: {rank} conflicts with the {len(vals)} listed values; "
+                "drop --rank or list that many values"
+            )
         sig = np.sort(vals)[::-1]
     elif family in ("power", "exp"):
         if not arg:
@@ -125,8 +140,10 @@ def spectrum_values(spectrum: str, k: int, rank: int | None = None, scale: float
         kk = _count(head, field, "write e.g. 'gap:4:0.1'")
         g = _number(g, field, "write e.g. 'gap:4:0.1'")
         if not (1 <= kk <= min(10, nonzero - 1)):
-            raise ValueError(f"{field}: gap count {kk} must be between 1 and "
-                             f"{min(10, nonzero - 1)} (the head steps down by 0.1 from 1)")
+            raise ValueError(
+                f"{field}: gap count {kk} must be between 1 and "
+                f"{min(10, nonzero - 1)} (the head steps down by 0.1 from 1)"
+            )
         top = 1 - 0.1 * (kk - 1)
         if not (0 < g < top):
             raise ValueError(f"{field}: gap {g} must lie in (0, {top:g}) so σ_{kk + 1} > 0")
@@ -144,8 +161,11 @@ def spectrum_values(spectrum: str, k: int, rank: int | None = None, scale: float
             nonzero = kk
         if not (1 <= kk <= min(nonzero, k)):
             raise ValueError(f"{field}: count {kk} must be between 1 and {min(nonzero, k)}")
-        h = 0.1 if family == "spike" and not level else (
-            _number(level, field, "write e.g. 'spike:4:0.1'") if level else 0.0)
+        h = (
+            0.1
+            if family == "spike" and not level
+            else (_number(level, field, "write e.g. 'spike:4:0.1'") if level else 0.0)
+        )
         if not 0 <= h <= 1:
             raise ValueError(f"{field}: spike bulk level must lie in [0, 1], got {h}")
         sig = np.where(np.arange(nonzero) < kk, 1.0, h)
@@ -176,15 +196,19 @@ def parse_sigma(text: str) -> SigmaSpec:
         return SigmaSpec(None)
     family, _, rest = text.partition(":")
     if family != "power" or not rest:
-        raise ValueError(f"sigma: {text!r} not understood; use 'identity' or "
-                         "'power:BETA[:random|adversarial|aligned]' (e.g. 'power:1:random')")
+        raise ValueError(
+            f"sigma: {text!r} not understood; use 'identity' or "
+            "'power:BETA[:random|adversarial|aligned]' (e.g. 'power:1:random')"
+        )
     b, _, basis = rest.partition(":")
     beta = _number(b, "sigma", "write e.g. 'power:1'")
     if beta < 0:
         raise ValueError(f"sigma: exponent must be >= 0, got {beta}")
     basis = basis or "random"
     if basis not in SIGMA_BASES:
-        raise ValueError(f"sigma: unknown eigenbasis {basis!r}; use one of {', '.join(SIGMA_BASES)}")
+        raise ValueError(
+            f"sigma: unknown eigenbasis {basis!r}; use one of {', '.join(SIGMA_BASES)}"
+        )
     return SigmaSpec(beta, basis)
 
 
@@ -197,7 +221,7 @@ def sigma_structure(text: str) -> str:
 
 def sigma_eigenvalues(spec: SigmaSpec, n: int) -> np.ndarray:
     """Eigenvalues ``λ_i ∝ i^{-β}`` (descending), normalised so that ``mean(λ) = 1``."""
-    if spec.identity:
+    if spec.beta is None:
         return np.ones(n)
     lam = np.arange(1, n + 1, dtype=np.float64) ** (-spec.beta)
     return lam * (n / lam.sum())
@@ -232,8 +256,8 @@ class ProblemSpec:
     noise: float = traced(0.0)
 
     def __post_init__(self):
-        positive_int(self.m, "m")
-        positive_int(self.n, "n")
+        positive_int(self.m, "m", MAX_DIM)
+        positive_int(self.n, "n", MAX_DIM)
         # Parse everything once so errors surface here, at the boundary.
         spectrum_values(self.spectrum, self.k, self.rank, self.scale)
         spectrum_values(self.w0_spectrum, self.k, None, self.w0_scale, field="w0_spectrum")
@@ -256,19 +280,21 @@ class ProblemSpec:
 class ProblemArrays(NamedTuple):
     """The host-computed numbers of a spec, passed traced so a sweep over them compiles once."""
 
-    sigma: jax.Array       # (k,) singular values of M
-    w0_sigma: jax.Array    # (k,) singular values of W0
+    sigma: jax.Array  # (k,) singular values of M
+    w0_sigma: jax.Array  # (k,) singular values of W0
     sigma_eigs: jax.Array  # (n,) eigenvalues of Σ (descending)
-    w0_align: jax.Array    # ()
-    noise: jax.Array       # ()
+    w0_align: jax.Array  # ()
+    noise: jax.Array  # ()
 
 
 def problem_arrays(spec: ProblemSpec, dtype=None) -> ProblemArrays:
     dtype = dtype or jnp.result_type(float)
     return ProblemArrays(
         sigma=jnp.asarray(spectrum_values(spec.spectrum, spec.k, spec.rank, spec.scale), dtype),
-        w0_sigma=jnp.asarray(spectrum_values(spec.w0_spectrum, spec.k, None, spec.w0_scale,
-                                             field="w0_spectrum"), dtype),
+        w0_sigma=jnp.asarray(
+            spectrum_values(spec.w0_spectrum, spec.k, None, spec.w0_scale, field="w0_spectrum"),
+            dtype,
+        ),
         sigma_eigs=jnp.asarray(sigma_eigenvalues(parse_sigma(spec.sigma), spec.n), dtype),
         w0_align=jnp.asarray(spec.w0_align, dtype),
         noise=jnp.asarray(spec.noise, dtype),
@@ -331,12 +357,23 @@ def spectral_problem(spec: ProblemSpec, arrays: ProblemArrays) -> Problem:
     idx = jnp.arange(k)
     M = jnp.zeros((m, n), S.dtype).at[idx, idx].set(S)
     target = Svd(jnp.eye(m, k, dtype=S.dtype), S, jnp.eye(n, k, dtype=S.dtype))
-    return Problem(M=M, W0=None, target=target, whitened=target, sigma_inv_half=None,
-                   objective=Objective(C=DiagonalC.of(S, m, n)))
+    return Problem(
+        M=M,
+        W0=None,
+        target=target,
+        whitened=target,
+        sigma_inv_half=None,
+        objective=Objective(C=DiagonalC.of(S, m, n)),
+    )
 
 
-def build_problem(key: jax.Array, spec: ProblemSpec, arrays: ProblemArrays,
-                  with_w0: bool = True, spectral: bool = False) -> Problem:
+def build_problem(
+    key: jax.Array,
+    spec: ProblemSpec,
+    arrays: ProblemArrays,
+    with_w0: bool = True,
+    spectral: bool = False,
+) -> Problem:
     """Draw a problem from its spec; ``arrays`` carry the spec's numbers (traced under jit).
 
     The key is split by purpose: singular vectors of M, of W0, Σ's eigenbasis, data. With
@@ -378,18 +415,31 @@ def build_problem(key: jax.Array, spec: ProblemSpec, arrays: ProblemArrays,
         whitened = Svd(Ut, St, VtT.T)
 
     if spec.n_samples is None:
-        objective = Objective(C=Mt if sigma is None else M @ sigma, Sigma=sigma, Mt=Mt,
-                              sigma_half=sigma_half, X=None, Y=None)
+        objective = Objective(
+            C=Mt if sigma is None else M @ sigma,
+            Sigma=sigma,
+            Mt=Mt,
+            sigma_half=sigma_half,
+            X=None,
+            Y=None,
+        )
     else:
         N = spec.n_samples
         kx, ke = jax.random.split(k_data)
         Z = jax.random.normal(kx, (N, n), dtype)
         X = Z if sigma_half is None else Z @ sigma_half
         Y = X @ M.T + arrays.noise * jax.random.normal(ke, (N, m), dtype)  # y − W0 x
-        objective = Objective(C=Y.T @ X / N, Sigma=X.T @ X / N, Mt=Mt, sigma_half=sigma_half,
-                              X=X, Y=Y)
-    return Problem(M=M, W0=W0, target=target, whitened=whitened,
-                   sigma_inv_half=sigma_inv_half, objective=objective)
+        objective = Objective(
+            C=Y.T @ X / N, Sigma=X.T @ X / N, Mt=Mt, sigma_half=sigma_half, X=X, Y=Y
+        )
+    return Problem(
+        M=M,
+        W0=W0,
+        target=target,
+        whitened=whitened,
+        sigma_inv_half=sigma_inv_half,
+        objective=objective,
+    )
 
 
 def make_problem(key: jax.Array, spec: ProblemSpec, with_w0: bool = True) -> Problem:
@@ -428,8 +478,14 @@ def problem_from_matrices(M, W0=None, Sigma=None) -> Problem:
     Ut, St, VtT = linalg.svd(M)
     target = Svd(Ut, St, VtT.T)
     if Sigma is None:
-        return Problem(M=M, W0=W0, target=target, whitened=target, sigma_inv_half=None,
-                       objective=Objective(C=M, Mt=M))
+        return Problem(
+            M=M,
+            W0=W0,
+            target=target,
+            whitened=target,
+            sigma_inv_half=None,
+            objective=Objective(C=M, Mt=M),
+        )
     Sigma = _finite_matrix(Sigma, "Sigma", (n, n))
     if not np.allclose(Sigma, Sigma.T, rtol=1e-6, atol=1e-8 * float(jnp.abs(Sigma).max())):
         raise ValueError("Sigma: not symmetric; pass a covariance matrix such as XᵀX/N")
@@ -440,5 +496,11 @@ def problem_from_matrices(M, W0=None, Sigma=None) -> Problem:
     half, inv_half = (Q * jnp.sqrt(lam)) @ Q.T, (Q / jnp.sqrt(lam)) @ Q.T
     Mt = M @ half
     U, S, Vt = linalg.svd(Mt)
-    return Problem(M=M, W0=W0, target=target, whitened=Svd(U, S, Vt.T), sigma_inv_half=inv_half,
-                   objective=Objective(C=M @ Sigma, Sigma=Sigma, Mt=Mt, sigma_half=half))
+    return Problem(
+        M=M,
+        W0=W0,
+        target=target,
+        whitened=Svd(U, S, Vt.T),
+        sigma_inv_half=inv_half,
+        objective=Objective(C=M @ Sigma, Sigma=Sigma, Mt=Mt, sigma_half=half),
+    )

@@ -6,12 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .experiment import ExperimentResult
 from .inits import reference_init
 from .metrics import time_to_excess
-from .experiment import ExperimentResult, stream_view
 from .results import new_run_id, provenance, write_json, write_npz
-from .stats import (DIVERGENCE_FACTOR, DIVERGENCE_RULE, Moments, band_of_moments, curve_band, paired_difference, summarize,
-                    summarize_moments)
+from .stats import (
+    DIVERGENCE_FACTOR,
+    DIVERGENCE_RULE,
+    Moments,
+    band_of_moments,
+    curve_band,
+    paired_difference,
+    summarize,
+    summarize_moments,
+)
 
 
 def _finite_mean(x) -> list:
@@ -61,8 +69,7 @@ def summarize_experiment(res: ExperimentResult) -> dict:
     steps = cfg.steps_axis()
     ref = reference_init(cfg.inits)
     streamed = res.per_seed is None
-    v = res.moments if streamed else stream_view(cfg)(
-        {**res.per_seed, "optimal_loss": res.optimal_loss})
+    v = res.view()
     inits = {}
     for name in cfg.inits:
         d = v[name]
@@ -76,28 +83,42 @@ def summarize_experiment(res: ExperimentResult) -> dict:
             "captured_energy_final": _stat(d["captured_energy_final"]),
             "angles_init_deg": _mean_vector(d["angles_init_deg"]),
             "angles_final_deg": _mean_vector(d["angles_final_deg"]),
-            "time_to_eps": {"eps": cfg.eps,
-                            "fraction_reached": _total(d["reached_eps"]) / _count(d["reached_eps"]),
-                            "median_steps": None if streamed else _median_time(d, steps, cfg.eps)},
+            "time_to_eps": {
+                "eps": cfg.eps,
+                "fraction_reached": _total(d["reached_eps"]) / _count(d["reached_eps"]),
+                "median_steps": None if streamed else _median_time(d, steps, cfg.eps),
+            },
         }
         if "train_loss_curve" in d:
             entry["train_curve"] = {"steps": steps.tolist(), **_band(d["train_loss_curve"])}
         if "final_loss_same_total" in d:
             entry["same_total_budget"] = {
-                "main_steps": cfg.same_total_step, "preheat_steps": cfg.hrp.steps,
+                "main_steps": cfg.same_total_step,
+                "preheat_steps": cfg.hrp.steps,
                 "final_loss": _stat(d["final_loss_same_total"]),
-                "excess_loss": _stat(d["excess_loss_same_total"])}
+                "excess_loss": _stat(d["excess_loss_same_total"]),
+            }
         if name != ref:
-            diff = (_stat(d["excess_minus_ref"]) if streamed
-                    else paired_difference(d["excess_loss"], v[ref]["excess_loss"]))
+            diff = (
+                _stat(d["excess_minus_ref"])
+                if streamed
+                else paired_difference(d["excess_loss"], v[ref]["excess_loss"])
+            )
             entry["paired_vs_" + ref] = {"excess_loss_difference": diff}
         inits[name] = entry
-    return {"config": cfg, "provenance": provenance(), "seeds_done": res.n_done,
-            "divergence_rule": {"factor": DIVERGENCE_FACTOR, "rule": DIVERGENCE_RULE},
-            "interrupted": res.interrupted, "streamed": streamed,
-            "optimal_loss": _stat(v["optimal_loss"]),
-            "preheat_rank": cfg.preheat_rank if cfg.preheats else None,
-            "steps": steps.tolist(), "reference": ref, "inits": inits}
+    return {
+        "config": cfg,
+        "provenance": provenance(),
+        "seeds_done": res.n_done,
+        "divergence_rule": {"factor": DIVERGENCE_FACTOR, "rule": DIVERGENCE_RULE},
+        "interrupted": res.interrupted,
+        "streamed": streamed,
+        "optimal_loss": _stat(v["optimal_loss"]),
+        "preheat_rank": cfg.preheat_rank if cfg.preheats else None,
+        "steps": steps.tolist(),
+        "reference": ref,
+        "inits": inits,
+    }
 
 
 def _fmt(x: float | None) -> str:
@@ -106,35 +127,47 @@ def _fmt(x: float | None) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.4g}"
 
 
+def _ci(s: dict) -> str:
+    return f"{_fmt(s['mean'])} [{_fmt(s['ci95'][0])}, {_fmt(s['ci95'][1])}]"
+
+
 def table(summary: dict) -> str:
     """A plain-text table: final and excess loss with 95 % CIs, paired difference, diverged."""
     ref = summary["reference"]
-    head = (f"{'init':<14}{'final loss':>12}{'excess loss (95% CI)':>34}{'median':>11}"
-            f"{'Δ vs ' + ref + ' (95% CI)':>34}{'energy@init':>13}{'diverged':>10}")
+    head = (
+        f"{'init':<14}{'final loss':>12}{'excess loss (95% CI)':>34}{'median':>11}"
+        f"{'Δ vs ' + ref + ' (95% CI)':>34}{'energy@init':>13}{'diverged':>10}"
+    )
     lines = [head, "-" * len(head)]
     for name, e in summary["inits"].items():
         ex = e["excess_loss"]
         ci = f"{_fmt(ex['mean'])} [{_fmt(ex['ci95'][0])}, {_fmt(ex['ci95'][1])}]"
         diff = e.get("paired_vs_" + ref, {}).get("excess_loss_difference")
-        dtxt = "—" if diff is None else (
-            f"{_fmt(diff['mean'])} [{_fmt(diff['ci95'][0])}, {_fmt(diff['ci95'][1])}]")
-        lines.append(f"{name:<14}{_fmt(e['final_loss']['mean']):>12}{ci:>34}"
-                     f"{_fmt(ex['median']):>11}{dtxt:>34}"
-                     f"{_fmt(e['captured_energy_init']['mean']):>13}{e['n_diverged']:>10}")
+        dtxt = (
+            "—"
+            if diff is None
+            else (f"{_fmt(diff['mean'])} [{_fmt(diff['ci95'][0])}, {_fmt(diff['ci95'][1])}]")
+        )
+        lines.append(
+            f"{name:<14}{_fmt(e['final_loss']['mean']):>12}{ci:>34}"
+            f"{_fmt(ex['median']):>11}{dtxt:>34}"
+            f"{_fmt(e['captured_energy_init']['mean']):>13}{e['n_diverged']:>10}"
+        )
         if "same_total_budget" in e:
             sb = e["same_total_budget"]["excess_loss"]
-            lines.append(f"{'  same total':<14}{'':>12}"
-                         f"{_fmt(sb['mean']) + ' [' + _fmt(sb['ci95'][0]) + ', ' + _fmt(sb['ci95'][1]) + ']':>34}"
-                         f"{_fmt(sb['median']):>11}")
+            lines.append(f"{'  same total':<14}{'':>12}{_ci(sb):>34}{_fmt(sb['median']):>11}")
     cfg = summary["config"]
-    tail = (f"optimal rank-{cfg.lora.r} loss {_fmt(summary['optimal_loss']['mean'])}; "
-            f"{summary['seeds_done']} seeds"
-            + (" (INTERRUPTED: partial results)" if summary["interrupted"] else ""))
+    tail = (
+        f"optimal rank-{cfg.lora.r} loss {_fmt(summary['optimal_loss']['mean'])}; "
+        f"{summary['seeds_done']} seeds"
+        + (" (INTERRUPTED: partial results)" if summary["interrupted"] else "")
+    )
     return "\n".join(lines + [tail])
 
 
-def save_experiment(res: ExperimentResult, out_dir, json_path=None, figures: bool = True,
-                    run_id: str | None = None) -> dict:
+def save_experiment(
+    res: ExperimentResult, out_dir, json_path=None, figures: bool = True, run_id: str | None = None
+) -> dict:
     """Write ``per_seed.npz`` (not for a streamed run), ``summary.json`` and the figures to
     ``out_dir`` (and the summary to ``json_path``), each atomically; the npz and the summary
     carry the same ``run_id`` (``results.load_run`` checks it).

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,16 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (a real probe: permissions, read-only or
+    immutable file systems; the probe file is removed at once)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def check_output_dir(path, field: str = "out") -> Path:
     """``path`` can be used as an output folder: it is a writable folder, or it does not exist
     and its nearest existing parent is a writable folder. Creates nothing."""
@@ -54,11 +65,15 @@ def check_output_dir(path, field: str = "out") -> Path:
         raise ValueError(f"{field}: {str(path)!r} is a file; give a folder path")
     base = _nearest_existing(path)
     if not base.is_dir():
-        raise ValueError(f"{field}: {str(base)!r} is a file, so {str(path)!r} cannot be created; "
-                         "choose another folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise ValueError(f"{field}: no permission to write in {str(base)!r}; choose a folder you "
-                         "can write to (e.g. under your home directory)")
+        raise ValueError(
+            f"{field}: {str(base)!r} is a file, so {str(path)!r} cannot be created; "
+            "choose another folder"
+        )
+    if not _can_write_in(base):
+        raise ValueError(
+            f"{field}: no permission to write in {str(base)!r}; choose a folder you "
+            "can write to (e.g. under your home directory)"
+        )
     return path
 
 
@@ -67,17 +82,23 @@ def check_output_file(path, field: str = "json") -> Path:
     read-only file). Creates nothing."""
     path = Path(path).expanduser()
     if path.is_dir():
-        raise ValueError(f"{field}: {str(path)!r} is a folder; give a file path such as "
-                         f"{str(path / 'results.json')!r}")
+        raise ValueError(
+            f"{field}: {str(path)!r} is a folder; give a file path such as "
+            f"{str(path / 'results.json')!r}"
+        )
     if not path.parent.is_dir():
-        raise ValueError(f"{field}: folder {str(path.parent)!r} does not exist; create it "
-                         f"(mkdir -p {path.parent}) or choose another path")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{field}: no permission to write in {str(path.parent)!r}; choose "
-                         "another path")
+        raise ValueError(
+            f"{field}: folder {str(path.parent)!r} does not exist; create it "
+            f"(mkdir -p {path.parent}) or choose another path"
+        )
+    if not _can_write_in(path.parent):
+        raise ValueError(
+            f"{field}: no permission to write in {str(path.parent)!r}; choose another path"
+        )
     if path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"{field}: {str(path)!r} is read-only; choose another path or make it "
-                         "writable")
+        raise ValueError(
+            f"{field}: {str(path)!r} is read-only; choose another path or make it writable"
+        )
     return path
 
 
@@ -94,7 +115,7 @@ class OutputFolder:
         self._fd = None
         self._created = []
 
-    def __enter__(self) -> "OutputFolder":
+    def __enter__(self) -> OutputFolder:
         import fcntl
 
         missing = []
@@ -111,9 +132,10 @@ class OutputFolder:
         except OSError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise ValueError(f"{self.field}: {str(self.path)!r} is in use by another hrp-sim run "
-                             f"(pid {holder}); wait for it to finish or choose another folder"
-                             ) from None
+            raise ValueError(
+                f"{self.field}: {str(self.path)!r} is in use by another hrp-sim run "
+                f"(pid {holder}); wait for it to finish or choose another folder"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -152,7 +174,7 @@ def _atomic(path, write) -> Path:
     return path
 
 
-def jsonable(x):
+def jsonable(x) -> Any:
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         return {f.name: jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
     if isinstance(x, dict):
@@ -198,16 +220,19 @@ def load_run(folder) -> tuple[dict, dict]:
         per_seed = {k: z[k] for k in z.files}
     ids = summary.get("run_id"), str(per_seed.pop("run_id", None))
     if ids[0] is None or ids[0] != ids[1]:
-        raise ValueError(f"run_id: {folder}/summary.json (run {ids[0]}) and per_seed.npz (run "
-                         f"{ids[1]}) come from different runs; rerun to write a matching pair")
+        raise ValueError(
+            f"run_id: {folder}/summary.json (run {ids[0]}) and per_seed.npz (run "
+            f"{ids[1]}) come from different runs; rerun to write a matching pair"
+        )
     return summary, per_seed
 
 
 def git_commit() -> str | None:
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -219,10 +244,17 @@ def provenance() -> dict:
     import optax
 
     from . import __version__
+    from .runtime import x64
 
-    return {"hrp_theory": __version__, "python": sys.version.split()[0],
-            "platform": platform.platform(), "jax": jax.__version__, "optax": optax.__version__,
-            "numpy": np.__version__, "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-            "dtype": "float64" if jax.config.jax_enable_x64 else "float32",
-            "git_commit": git_commit()}
+    return {
+        "hrp_theory": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "dtype": "float64" if x64() else "float32",
+        "git_commit": git_commit(),
+    }

@@ -40,6 +40,13 @@ FLAGS = {
 DEVICE_COUNT = "--xla_force_host_platform_device_count"
 
 
+def x64() -> bool:
+    """Whether JAX computes in float64 (``jax_enable_x64``)."""
+    import jax
+
+    return bool(jax.config.read("jax_enable_x64"))
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -79,18 +86,26 @@ def configure(cpu_devices: int | None = None) -> int:
     optional_positive_int(cpu_devices, "cpu_devices")
     flags = os.environ.get("XLA_FLAGS", "")
     user_count = re.search(re.escape(DEVICE_COUNT) + r"=(\d+)", flags)
-    want = cpu_devices if cpu_devices is not None else (
-        int(user_count.group(1)) if user_count else usable_cores())
-    new = _set_flags(_set_flags(flags, FLAGS, replace=False), {DEVICE_COUNT: want},
-                     replace=cpu_devices is not None)
+    want = (
+        cpu_devices
+        if cpu_devices is not None
+        else (int(user_count.group(1)) if user_count else usable_cores())
+    )
+    new = _set_flags(
+        _set_flags(flags, FLAGS, replace=False),
+        {DEVICE_COUNT: want},
+        replace=cpu_devices is not None,
+    )
     if backend_started():
         import jax
 
         have = len(jax.devices("cpu"))
         if have != want:
-            raise ValueError(f"cpu_devices: JAX has already started with {have} CPU device(s) in "
-                             f"this process; call hrp_theory.configure({want}) before any JAX "
-                             f"computation, or start Python with XLA_FLAGS={DEVICE_COUNT}={want}")
+            raise ValueError(
+                f"cpu_devices: JAX has already started with {have} CPU device(s) in "
+                f"this process; call hrp_theory.configure({want}) before any JAX "
+                f"computation, or start Python with XLA_FLAGS={DEVICE_COUNT}={want}"
+            )
         return have
     os.environ["XLA_FLAGS"] = new
     return want

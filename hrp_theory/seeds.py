@@ -16,7 +16,7 @@ process ends with every seed's result, the same as one process would get.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,14 +64,25 @@ def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1):
 class SeedMap(NamedTuple):
     """Per-seed outputs (host arrays, leading axis = seeds done), seeds done, interrupted flag."""
 
-    out: object
+    out: Any
     n_done: int
     interrupted: bool
 
 
-def map_seeds(fn, static, args, *, seeds: int, seed: int = 0, chunk_size: int | None = None,
-              batch_size: int | None = None, devices: int | None = None, progress: bool = True,
-              desc: str = "seeds", reduce=None) -> SeedMap:
+def map_seeds(
+    fn,
+    static,
+    args,
+    *,
+    seeds: int,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+    devices: int | None = None,
+    progress: bool = True,
+    desc: str = "seeds",
+    reduce=None,
+) -> SeedMap:
     """Run ``fn(key_i, static, args)`` for seeds ``i = 0 … seeds−1``, ``key_i = fold_in(root, i)``.
 
     Args:
@@ -123,5 +134,6 @@ def map_seeds(fn, static, args, *, seeds: int, seed: int = 0, chunk_size: int | 
     if done == 0:
         raise KeyboardInterrupt("interrupted before the first chunk of seeds finished")
     if reduce is not None:
+        assert tree is not None and total is not None
         return SeedMap(jax.tree.unflatten(tree, total), done, interrupted)
     return SeedMap(jax.tree.map(lambda *xs: np.concatenate(xs), *parts), done, interrupted)

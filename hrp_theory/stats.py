@@ -13,12 +13,13 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats as _st
 
-
 #: A loss above this multiple of the seed's starting loss counts as diverged (see module doc).
 DIVERGENCE_FACTOR = 1e3
-DIVERGENCE_RULE = (f"a seed whose loss becomes non-finite or exceeds {DIVERGENCE_FACTOR:g} × its "
-                   "starting loss at any recorded step is counted as diverged and left out of "
-                   "the statistics")
+DIVERGENCE_RULE = (
+    f"a seed whose loss becomes non-finite or exceeds {DIVERGENCE_FACTOR:g} × its "
+    "starting loss at any recorded step is counted as diverged and left out of "
+    "the statistics"
+)
 
 
 def diverged(losses, start=None) -> np.ndarray:
@@ -55,14 +56,25 @@ def summarize(x, level: float = 0.95) -> dict:
     out = {"n": int(n), "n_nonfinite": int(x.size - n)}
     if n == 0:
         nan = float("nan")
-        return out | {"mean": nan, "se": nan, "median": nan, "q05": nan, "q95": nan,
-                      "ci95": [nan, nan]}
+        return out | {
+            "mean": nan,
+            "se": nan,
+            "median": nan,
+            "q05": nan,
+            "q95": nan,
+            "ci95": [nan, nan],
+        }
     mean = float(finite.mean())
     se = float(finite.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     half = float(_st.t.ppf(0.5 + level / 2, n - 1)) * se if n > 1 else float("nan")
-    return out | {"mean": mean, "se": se, "median": float(np.median(finite)),
-                  "q05": float(np.quantile(finite, 0.05)), "q95": float(np.quantile(finite, 0.95)),
-                  "ci95": [mean - half, mean + half]}
+    return out | {
+        "mean": mean,
+        "se": se,
+        "median": float(np.median(finite)),
+        "q05": float(np.quantile(finite, 0.05)),
+        "q95": float(np.quantile(finite, 0.95)),
+        "ci95": [mean - half, mean + half],
+    }
 
 
 class Moments(NamedTuple):
@@ -90,8 +102,12 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
     n = a.n + b.n
     delta = b.mean - a.mean
     safe = np.maximum(n, 1)
-    return Moments(n, a.mean + delta * b.n / safe, a.m2 + b.m2 + delta ** 2 * a.n * b.n / safe,
-                   a.n_nonfinite + b.n_nonfinite)
+    return Moments(
+        n,
+        a.mean + delta * b.n / safe,
+        a.m2 + b.m2 + delta**2 * a.n * b.n / safe,
+        a.n_nonfinite + b.n_nonfinite,
+    )
 
 
 def summarize_moments(mo: Moments, level: float = 0.95) -> dict:
@@ -113,8 +129,13 @@ def band_of_moments(mo: Moments, level: float = 0.95) -> dict:
     se = np.sqrt(mo.m2 / (n - 1) / n)
     t = _st.t.ppf(0.5 + level / 2, n - 1)
     mean = np.where(mo.n > 0, mo.mean, np.nan)
-    return {"mean": mean.tolist(), "lo": (mean - t * se).tolist(), "hi": (mean + t * se).tolist(),
-            "median": None, "n": int(mo.n.min())}
+    return {
+        "mean": mean.tolist(),
+        "lo": (mean - t * se).tolist(),
+        "hi": (mean + t * se).tolist(),
+        "median": None,
+        "n": int(mo.n.min()),
+    }
 
 
 def paired_difference(a, b) -> dict:
@@ -136,8 +157,13 @@ def curve_band(curves, level: float = 0.95) -> dict:
     mean = c.mean(axis=0)
     se = c.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
     t = _st.t.ppf(0.5 + level / 2, n - 1) if n > 1 else np.nan
-    return {"mean": mean.tolist(), "lo": (mean - t * se).tolist(), "hi": (mean + t * se).tolist(),
-            "median": np.median(c, axis=0).tolist(), "n": int(n)}
+    return {
+        "mean": mean.tolist(),
+        "lo": (mean - t * se).tolist(),
+        "hi": (mean + t * se).tolist(),
+        "median": np.median(c, axis=0).tolist(),
+        "n": int(n),
+    }
 
 
 def intervals_overlap(a: dict, b: dict) -> bool:

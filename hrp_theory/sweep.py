@@ -24,9 +24,9 @@ import io
 import json
 from pathlib import Path
 
-
 from . import interrupts
 from .results import jsonable, provenance, write_json, write_png, write_text
+from .runtime import x64
 
 
 def _values(text: str) -> list[str]:
@@ -45,8 +45,9 @@ def parse_vary(items, flags, fixed: set[str]) -> list[tuple[str, list]]:
     values, unequal lengths, a flag also fixed).
     """
     if not items:
-        raise ValueError("vary: nothing to sweep; add --vary FLAG=V1,V2,… (e.g. "
-                         "--vary preheat-rank=4,8,16)")
+        raise ValueError(
+            "vary: nothing to sweep; add --vary FLAG=V1,V2,… (e.g. --vary preheat-rank=4,8,16)"
+        )
     by_dest = {f.dest: f for f in flags}
     out, seen = [], set()
     for item in items:
@@ -56,8 +57,10 @@ def parse_vary(items, flags, fixed: set[str]) -> list[tuple[str, list]]:
         if not eq or not text.strip():
             raise ValueError(f"vary: {item!r} has no values; write FLAG=V1,V2,…")
         if dest not in by_dest:
-            raise ValueError(f"vary: {flag!r} is not a sweepable compare flag; use one of "
-                             + ", ".join(f.name.lstrip("-") for f in flags))
+            raise ValueError(
+                f"vary: {flag!r} is not a sweepable compare flag; use one of "
+                + ", ".join(f.name.lstrip("-") for f in flags)
+            )
         name = by_dest[dest].name
         if dest in seen:
             raise ValueError(f"vary: {name} is varied twice; give one list per flag")
@@ -77,8 +80,11 @@ def parse_vary(items, flags, fixed: set[str]) -> list[tuple[str, list]]:
         out.append((dest, values))
     lengths = {len(v) for _, v in out}
     if len(lengths) > 1:
-        raise ValueError("vary: the lists have different lengths (" + ", ".join(
-            f"{by_dest[d].name}: {len(v)}" for d, v in out) + "); zipped lists must match")
+        raise ValueError(
+            "vary: the lists have different lengths ("
+            + ", ".join(f"{by_dest[d].name}: {len(v)}" for d, v in out)
+            + "); zipped lists must match"
+        )
     return out
 
 
@@ -97,12 +103,21 @@ def points(base, vary) -> list[tuple[dict, object]]:
 
 def _row(point: int, values: dict, name: str, e: dict) -> dict:
     ex, fl = e["excess_loss"], e["final_loss"]
-    row = {"point": point, **values, "init": name, "final_loss": fl["mean"],
-           "final_loss_se": fl["se"], "excess_loss": ex["mean"], "excess_loss_se": ex["se"],
-           "excess_ci_lo": ex["ci95"][0], "excess_ci_hi": ex["ci95"][1],
-           "excess_median": ex["median"],
-           "captured_energy_init": e["captured_energy_init"]["mean"], "n": ex["n"],
-           "n_diverged": e["n_diverged"]}
+    row = {
+        "point": point,
+        **values,
+        "init": name,
+        "final_loss": fl["mean"],
+        "final_loss_se": fl["se"],
+        "excess_loss": ex["mean"],
+        "excess_loss_se": ex["se"],
+        "excess_ci_lo": ex["ci95"][0],
+        "excess_ci_hi": ex["ci95"][1],
+        "excess_median": ex["median"],
+        "captured_energy_init": e["captured_energy_init"]["mean"],
+        "n": ex["n"],
+        "n_diverged": e["n_diverged"],
+    }
     if "same_total_budget" in e:
         row["excess_same_total"] = e["same_total_budget"]["excess_loss"]["mean"]
     return row
@@ -119,11 +134,17 @@ def _stored(path: Path, config, dtype: str):
     return None
 
 
-def run_sweep(vary, base, config_from_args, out_dir, progress=True, log=print,
-              json_path=None, figures: bool = True) -> dict:
+def run_sweep(
+    vary,
+    base,
+    config_from_args,
+    out_dir,
+    progress=True,
+    log=print,
+    json_path=None,
+    figures: bool = True,
+) -> dict:
     """Run (or resume) the sweep; returns ``{"rows", "done", "total", "interrupted", "paths"}``."""
-    import jax
-
     from .experiment import run_experiment
     from .report import summarize_experiment
 
@@ -134,14 +155,15 @@ def run_sweep(vary, base, config_from_args, out_dir, progress=True, log=print,
             configs.append(config_from_args(ns))
         except ValueError as e:
             raise ValueError(f"point {values}: {e}") from None
-    dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+    dtype = "float64" if x64() else "float32"
     out = Path(out_dir)
     (out / "points").mkdir(parents=True, exist_ok=True)
     rows, done, interrupted, d = [], 0, False, {"signal": None}
     for i, ((values, _), cfg) in enumerate(zip(pts, configs)):
         path = out / "points" / f"point-{i:03d}.json"
-        summary = _stored(path, cfg, dtype)
-        if summary is not None:
+        stored = _stored(path, cfg, dtype)
+        if stored is not None:
+            summary = stored
             log(f"point {i + 1}/{len(pts)} {values}: kept from {path}")
         else:
             log(f"point {i + 1}/{len(pts)} {values}")
@@ -153,10 +175,11 @@ def run_sweep(vary, base, config_from_args, out_dir, progress=True, log=print,
             if res.interrupted:
                 interrupted = True
                 break
-            summary = jsonable(summarize_experiment(res))
+            summary: dict = jsonable(summarize_experiment(res))
             with interrupts.deferred() as d:
-                write_json(path, {"vary": values, "config": cfg, "dtype": dtype,
-                                  "summary": summary})
+                write_json(
+                    path, {"vary": values, "config": cfg, "dtype": dtype, "summary": summary}
+                )
         rows += [_row(i, values, name, e) for name, e in summary["inits"].items()]
         done += 1
         if d["signal"] is not None:  # a signal came while the point was written: stop here
@@ -164,29 +187,51 @@ def run_sweep(vary, base, config_from_args, out_dir, progress=True, log=print,
             break
     with interrupts.deferred() as d:
         paths = write_table(rows, vary, out, configs[0], dtype, json_path, figures)
-    return {"rows": rows, "done": done, "total": len(pts),
-            "interrupted": interrupted or d["signal"] is not None, "paths": paths}
+    return {
+        "rows": rows,
+        "done": done,
+        "total": len(pts),
+        "interrupted": interrupted or d["signal"] is not None,
+        "paths": paths,
+    }
 
 
 def fixed_settings(config, vary) -> str:
     """The sweep's fixed configuration in a few words, for the figure's title."""
     varied = {d for d, _ in vary}
     c, p = config, config.problem
-    items = [("m", p.m), ("n", p.n), ("r", c.lora.r), ("spectrum", p.spectrum),
-             ("sigma", p.sigma), ("lora", c.lora.form), ("optimizer", c.train.optimizer),
-             ("lr", c.train.learning_rate), ("steps", c.train.steps),
-             ("preheat_rank", c.preheat_rank if c.preheats else None),
-             ("preheat_steps", c.hrp.steps if c.preheats else None), ("seeds", c.seeds)]
-    return ", ".join(f"{k.replace('_', '-')}={v:g}" if isinstance(v, float) else
-                     f"{k.replace('_', '-')}={v}" for k, v in items
-                     if v is not None and k not in varied)
+    items = [
+        ("m", p.m),
+        ("n", p.n),
+        ("r", c.lora.r),
+        ("spectrum", p.spectrum),
+        ("sigma", p.sigma),
+        ("lora", c.lora.form),
+        ("optimizer", c.train.optimizer),
+        ("lr", c.train.learning_rate),
+        ("steps", c.train.steps),
+        ("preheat_rank", c.preheat_rank if c.preheats else None),
+        ("preheat_steps", c.hrp.steps if c.preheats else None),
+        ("seeds", c.seeds),
+    ]
+    return ", ".join(
+        f"{k.replace('_', '-')}={v:g}" if isinstance(v, float) else f"{k.replace('_', '-')}={v}"
+        for k, v in items
+        if v is not None and k not in varied
+    )
 
 
-def write_table(rows: list, vary, out: Path, config, dtype: str, json_path=None,
-                figures: bool = True) -> dict:
+def write_table(
+    rows: list, vary, out: Path, config, dtype: str, json_path=None, figures: bool = True
+) -> dict:
     """``sweep.csv``, ``sweep.json`` (and ``json_path``) and ``sweep.png`` for the rows done."""
-    doc = {"vary": {d.replace("_", "-"): v for d, v in vary}, "rows": rows,
-           "fixed": fixed_settings(config, vary), "dtype": dtype, "provenance": provenance()}
+    doc = {
+        "vary": {d.replace("_", "-"): v for d, v in vary},
+        "rows": rows,
+        "fixed": fixed_settings(config, vary),
+        "dtype": dtype,
+        "provenance": provenance(),
+    }
     paths = {"json": write_json(out / "sweep.json", doc)}
     if json_path is not None:
         paths["json_copy"] = write_json(json_path, doc)
@@ -200,6 +245,8 @@ def write_table(rows: list, vary, out: Path, config, dtype: str, json_path=None,
         if figures:
             from .plotting import sweep_figure
 
-            paths["figure"] = write_png(out / "sweep.png", sweep_figure(
-                rows, vary[0][0].replace("_", "-"), dtype, doc["fixed"]))
+            paths["figure"] = write_png(
+                out / "sweep.png",
+                sweep_figure(rows, vary[0][0].replace("_", "-"), dtype, doc["fixed"]),
+            )
     return {k: str(v) for k, v in paths.items()}

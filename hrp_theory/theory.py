@@ -28,7 +28,8 @@ def energies(sigma, r: int) -> tuple[float, float, float]:
     return float(s2.sum()), float(s2[:r].sum()), float(s2[r:].sum())
 
 
-# --- §3: asymmetric LoRA, A frozen random ---------------------------------------------------------
+# --- §3: asymmetric LoRA, A frozen random --------------------------------------------------------
+
 
 def freeze_a_mean(sigma, n: int, r: int) -> float:
     """``E R_∞ = (1 − r/n) F`` for A with i.i.d. symmetric entries (§3.2). Mirror (B frozen):
@@ -43,8 +44,9 @@ def freeze_a_variance(sigma, n: int, r: int) -> float:
     return 2 * r * (n - r) / (n * (n - 1) * (n + 2)) * float((s2**2).sum() - s2.sum() ** 2 / n)
 
 
-def trace_exp_wishart(n: int, r: int, std: float, t, draws: int = 100_000, seed: int = 0,
-                      eta: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def trace_exp_wishart(
+    n: int, r: int, std: float, t, draws: int = 100_000, seed: int = 0, eta: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo estimate of ``E tr exp(−2t AᵀA)`` (or ``E tr (I − ηAᵀA)^{2t}`` for GD with step
     ``eta``, ``t`` then a step count) for ``A`` (n×r) with i.i.d. ``N(0, std²)`` entries.
 
@@ -70,8 +72,16 @@ def trace_exp_wishart(n: int, r: int, std: float, t, draws: int = 100_000, seed:
     return mean, se
 
 
-def freeze_a_expected_curve(sigma, n: int, r: int, std: float, t, draws: int = 100_000,
-                            seed: int = 0, eta: float | None = None):
+def freeze_a_expected_curve(
+    sigma,
+    n: int,
+    r: int,
+    std: float,
+    t,
+    draws: int = 100_000,
+    seed: int = 0,
+    eta: float | None = None,
+):
     """``E R(t) = (1 − r/n)F + (F/n)·E tr e^{−2tAᵀA}`` for Gaussian A of entry std ``std`` (§3.4).
 
     The trace term is the Wishart Monte Carlo of ``trace_exp_wishart`` (GD: pass ``eta``, ``t`` =
@@ -90,7 +100,8 @@ def freeze_a_flow(A, C, Sigma, t):
     return C @ A @ (Q * (-jnp.expm1(-t * lam) / lam)) @ Q.T
 
 
-# --- §4: aligned ("wise") init ---------------------------------------------------------------------
+# --- §4: aligned ("wise") init -------------------------------------------------------------------
+
 
 def aligned_curve(sigma, r: int, s2: float, t):
     """Freeze-A with ``A = s·V_r``: ``R(t) = T_r + e^{−2s²t} E_r`` (§4)."""
@@ -104,7 +115,8 @@ def aligned_gd_curve(sigma, r: int, s2: float, eta: float, k):
     return T + (1 - eta * s2) ** (2 * np.asarray(k, np.float64)) * E
 
 
-# --- §5: HRP -----------------------------------------------------------------------------------------
+# --- §5: HRP -------------------------------------------------------------------------------------
+
 
 def theorem_c_bounds(sigma, n: int, r: int, p: int) -> tuple[float, float]:
     """Theorem C (§5.2), Haar ``A_p``, converged freeze-A preheat:
@@ -150,11 +162,13 @@ def saturation_time(sigma1: float, a0_norm2: float) -> float:
     return math.log(sigma1 / a0_norm2) / (2 * sigma1)
 
 
-# --- §5.6: classic LoRA, aligned init: scalar ODEs ---------------------------------------------------
+# --- §5.6: classic LoRA, aligned init: scalar ODEs -----------------------------------------------
+
 
 def aligned_classic_time(x, sigma: float, eps: float):
-    """Time for one direction of classic LoRA from ``A = εv, B = 0`` to reach ``x = b·a`` (row 9):
-    ``t(x) = [ln((σx+β²+ρ√(x²+β²))/(σ−x)) − ln((β²+ρβ)/σ)]/(2ρ)``, ``β = ε²/2``, ``ρ = √(σ²+β²)``."""
+    """Time for one direction of classic LoRA from ``A = εv, B = 0`` to reach ``x = b·a``
+    (docs/theory.md §5.6): ``t(x) = [ln((σx+β²+ρ√(x²+β²))/(σ−x)) − ln((β²+ρβ)/σ)]/(2ρ)``,
+    ``β = ε²/2``, ``ρ = √(σ²+β²)``."""
     x = np.asarray(x, np.float64)
     beta = eps**2 / 2
     rho = math.sqrt(sigma**2 + beta**2)
@@ -164,19 +178,28 @@ def aligned_classic_time(x, sigma: float, eps: float):
 
 def aligned_classic_x(t, sigma: float, eps: float) -> np.ndarray:
     """Inverse of ``aligned_classic_time``: ``x(t)`` in ``[0, σ)`` (Brent's method, float64)."""
+
     def solve(ti):
         if ti <= 0:
             return 0.0
         hi = sigma * (1 - 1e-15)
         if aligned_classic_time(hi, sigma, eps) <= ti:
             return hi
-        return optimize.brentq(lambda x: aligned_classic_time(x, sigma, eps) - ti, 0.0, hi,
-                               xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+        return optimize.brentq(
+            lambda x: aligned_classic_time(x, sigma, eps) - ti,
+            0.0,
+            hi,
+            xtol=1e-300,
+            rtol=4 * np.finfo(float).eps,
+            maxiter=500,
+        )
+
     return np.array([solve(ti) for ti in np.atleast_1d(np.asarray(t, np.float64))])
 
 
 def aligned_classic_loss(sigma, r: int, eps: float, t) -> np.ndarray:
-    """Loss ``½Σ_{i≤r}(σᵢ − xᵢ(t))² + ½T_r`` of classic LoRA from ``A = εV_r``, ``B = 0`` (Σ = I)."""
+    """Loss ``½Σ_{i≤r}(σᵢ − xᵢ(t))² + ½T_r`` of classic LoRA from ``A = εV_r``, ``B = 0``
+    (Σ = I)."""
     sigma = np.asarray(sigma, np.float64)
     _, _, T = energies(sigma, r)
     gaps = [(s - aligned_classic_x(t, s, eps)) ** 2 for s in sigma[:r]]
@@ -188,7 +211,8 @@ def half_time(sigma: float, eps: float) -> float:
     return math.log(4 * sigma / eps**2) / (2 * sigma)
 
 
-# --- §6: anisotropic inputs ---------------------------------------------------------------------------
+# --- §6: anisotropic inputs ----------------------------------------------------------------------
+
 
 def sigma_aware_optimum(M, Sigma, r: int):
     """Best frozen ``A`` and its residual under input covariance Σ (§6):
@@ -206,7 +230,7 @@ def anisotropic_rank1_weights(lams) -> np.ndarray:
     lams = np.asarray(lams, np.float64)
 
     def w(i):
-        f = lambda s: lams[i] / (1 + 2 * lams[i] * s) * np.prod((1 + 2 * lams * s) ** -0.5)  # noqa: E731
+        f = lambda s: lams[i] / (1 + 2 * lams[i] * s) * np.prod((1 + 2 * lams * s) ** -0.5)
         return integrate.quad(f, 0, np.inf, epsabs=1e-13, epsrel=1e-11, limit=500)[0]
 
     return np.array([w(i) for i in range(lams.size)])

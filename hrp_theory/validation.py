@@ -14,6 +14,10 @@ import numbers
 SEED_LIMIT = 2**64
 #: Seed indices are folded into the root key as 32-bit integers.
 MAX_SEEDS = 2**31 - 1
+#: The widest layer a problem may have (m or n); a spectrum is a vector of min(m, n) numbers.
+MAX_DIM = 2**24
+#: Step counters are 32-bit integers inside the jitted loops.
+MAX_STEPS = 2**31 - 1
 
 
 def _is_int(value) -> bool:
@@ -57,8 +61,12 @@ def non_negative(value, field: str) -> float:
 
 def in_interval(value, field: str, lo: float, hi: float, *, open_hi: bool = False) -> float:
     """``lo ≤ value ≤ hi`` (``< hi`` with ``open_hi``)."""
-    ok = _is_number(value) and math.isfinite(value) and lo <= value and (
-        value < hi if open_hi else value <= hi)
+    ok = (
+        _is_number(value)
+        and math.isfinite(value)
+        and lo <= value
+        and (value < hi if open_hi else value <= hi)
+    )
     if not ok:
         raise ValueError(f"{field}: {value!r} must lie in [{lo:g}, {hi:g}{')' if open_hi else ']'}")
     return float(value)
@@ -67,29 +75,34 @@ def in_interval(value, field: str, lo: float, hi: float, *, open_hi: bool = Fals
 def one_of(value, field: str, choices, what: str = "") -> str:
     """``value`` is one of ``choices`` (the message lists them)."""
     if value not in choices:
-        raise ValueError(f"{field}: unknown {what + ' ' if what else ''}{value!r}; use one of "
-                         f"{', '.join(map(str, choices))}")
+        raise ValueError(
+            f"{field}: unknown {what + ' ' if what else ''}{value!r}; use one of "
+            f"{', '.join(map(str, choices))}"
+        )
     return value
 
 
 def seed(value, field: str = "seed") -> int:
     """A root seed: an integer in ``[0, 2⁶⁴)``; each value gives its own random stream."""
     if not _is_int(value) or not 0 <= value < SEED_LIMIT:
-        raise ValueError(f"{field}: {value!r} must be an integer in [0, 2^64 - 1] "
-                         f"(each value gives its own random stream)")
+        raise ValueError(
+            f"{field}: {value!r} must be an integer in [0, 2^64 - 1] "
+            f"(each value gives its own random stream)"
+        )
     return int(value)
 
 
 def names(text_or_items, field: str) -> tuple[str, ...]:
     """A comma list (``"a,b"``) or a sequence of names, stripped, non-empty, each once."""
-    items = (text_or_items.split(",") if isinstance(text_or_items, str)
-             else list(text_or_items))
+    items = text_or_items.split(",") if isinstance(text_or_items, str) else list(text_or_items)
     out = tuple(str(s).strip() for s in items)
     if not out or any(not s for s in out):
-        raise ValueError(f"{field}: empty name in {text_or_items!r}; give a comma list such as "
-                         "'a,b'")
+        raise ValueError(
+            f"{field}: empty name in {text_or_items!r}; give a comma list such as 'a,b'"
+        )
     twice = sorted({s for s in out if out.count(s) > 1})
     if twice:
-        raise ValueError(f"{field}: {', '.join(twice)} named twice in {','.join(out)!r}; list "
-                         "each once")
+        raise ValueError(
+            f"{field}: {', '.join(twice)} named twice in {','.join(out)!r}; list each once"
+        )
     return out

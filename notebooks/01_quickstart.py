@@ -80,10 +80,16 @@ for p in ps:
     cfg = H.ExperimentConfig(
         problem=H.ProblemSpec(m=m, n=n, spectrum="power:1"),
         lora=H.LoraSpec(r=r, form="freeze-a"),
-        train=H.TrainSpec(optimizer="gd", lr=1.5, steps=300 if not SMOKE else 100,
-                          record_every=300 if not SMOKE else 100),
+        train=H.TrainSpec(
+            optimizer="gd",
+            lr=1.5,
+            steps=300 if not SMOKE else 100,
+            record_every=300 if not SMOKE else 100,
+        ),
         hrp=H.HrpSpec(rank=p, steps="converged", form="freeze-a"),
-        inits=("hrp",), seeds=SEEDS)
+        inits=("hrp",),
+        seeds=SEEDS,
+    )
     R = 2 * H.run_experiment(cfg, progress=False).per_seed["hrp"]["final_loss"]
     s = H.summarize(R)
     means.append(s["mean"])

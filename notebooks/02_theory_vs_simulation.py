@@ -57,9 +57,14 @@ m, n, r = 48, 64, 4
 spectrum = "power:1"
 sigma = H.spectrum_values(spectrum, min(m, n))
 ps = (4, 8, 16, 32, 48)
-out = H.map_seeds(hrp_checks.hrp_residuals, (H.ProblemSpec(m=m, n=n), ps),
-                  H.problems.problem_arrays(H.ProblemSpec(m=m, n=n, spectrum=spectrum)),
-                  seeds=SEEDS, batch_size=8, progress=False).out
+out = H.map_seeds(
+    hrp_checks.hrp_residuals,
+    (H.ProblemSpec(m=m, n=n), ps),
+    H.problems.problem_arrays(H.ProblemSpec(m=m, n=n, spectrum=spectrum)),
+    seeds=SEEDS,
+    batch_size=8,
+    progress=False,
+).out
 R = out["R"]
 for j, p in enumerate(ps):
     lo, hi = theory.theorem_c_bounds(sigma, n, r, p)
@@ -71,8 +76,14 @@ grid = np.arange(r, 49)
 bounds = np.array([theory.theorem_c_bounds(sigma, n, r, int(q)) for q in grid])
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.fill_between(grid, bounds[:, 0], bounds[:, 1], alpha=0.2, label="Theorem C")
-ax.errorbar(ps, R.mean(0), yerr=1.96 * R.std(0, ddof=1) / np.sqrt(SEEDS), fmt="o", color="tab:red",
-            label=f"HRP, {SEEDS} seeds (95% CI)")
+ax.errorbar(
+    ps,
+    R.mean(0),
+    yerr=1.96 * R.std(0, ddof=1) / np.sqrt(SEEDS),
+    fmt="o",
+    color="tab:red",
+    label=f"HRP, {SEEDS} seeds (95% CI)",
+)
 ax.set_xlabel("preheat rank p")
 ax.set_ylabel("R_HRP")
 ax.legend()
@@ -100,7 +111,8 @@ for dt in (0.1, 0.05, 0.025):
 # bounds within 3 SE, pathwise identities at 1e-8.
 
 # %%
-result = verify.run_checks(["aligned", "hrp-identities", "rank1"],
-                           verify.Settings(quick=SMOKE, progress=False))
+result = verify.run_checks(
+    ["aligned", "hrp-identities", "rank1"], verify.Settings(quick=SMOKE, progress=False)
+)
 print(verify_table(result))
 assert result["passed"]

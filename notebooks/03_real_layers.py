@@ -52,7 +52,7 @@ kernels = checkpoints.kernels(tree, "encoder/")
 print(len(kernels), "encoder kernels, e.g.")
 for path, W in kernels[:6]:
     s = np.linalg.svd(W, compute_uv=False)
-    print(f"  {path:<42} {W.shape}  top-8 share of ‖W0‖²: {(s[:8]**2).sum() / (s**2).sum():.2f}")
+    print(f"  {path:<42} {W.shape}  top-8 share of ‖W0‖²: {(s[:8] ** 2).sum() / (s**2).sum():.2f}")
 
 # %% [markdown]
 # ## 2. Real inputs are far from whitened
@@ -60,12 +60,16 @@ for path, W in kernels[:6]:
 # activations (at least 4·d tokens per estimate).
 
 # %%
-layers_re = (r"layer/(0|5)/attention/self/query" if SMOKE
-             else r"layer/(0|2|5)/(attention/self/query|output/dense)")
+layers_re = (
+    r"layer/(0|5)/attention/self/query"
+    if SMOKE
+    else r"layer/(0|2|5)/(attention/self/query|output/dense)"
+)
 chosen = [p for p, _ in checkpoints.kernels(tree, layers_re)]
 need = 4 * max(W.shape[1] for p, W in kernels if p in chosen)
-Sig, tokens = study.covariances(study.RealConfig(layers=layers_re, tokens=need), tree, chosen,
-                                progress=False)
+Sig, tokens = study.covariances(
+    study.RealConfig(layers=layers_re, tokens=need), tree, chosen, progress=False
+)
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for path, S in Sig.items():
     lam = np.linalg.eigvalsh(S)[::-1]
@@ -86,8 +90,9 @@ plt.show()
 tuned = finetune.default_dir()
 delta = "finetuned" if (tuned / checkpoints.MSGPACK).exists() else "synthetic:power:1"
 print("ΔW:", delta)
-cfg = study.RealConfig(layers=layers_re, delta=delta, r=8, p=32,
-                       seeds=2 if SMOKE else 8, steps=40 if SMOKE else 200)
+cfg = study.RealConfig(
+    layers=layers_re, delta=delta, r=8, p=32, seeds=2 if SMOKE else 8, steps=40 if SMOKE else 200
+)
 rep = study.run_study(cfg, progress=not SMOKE)
 print(report.table(rep))
 
@@ -106,7 +111,9 @@ n = rep["layers"][0]["shape"][1]
 print(f"{'layer':<12}{'init':<14}{'captured (Σ=I)':>16}{'captured (real Σ, whitened)':>30}")
 for L, LI in zip(rep["layers"], rep_I["layers"]):
     for name in ("kaiming", "hrp", "hrp-sigma", "aligned"):
-        print(f"{report.short(L['path']):<12}{name:<14}"
-              f"{LI['inits'][name]['captured_energy']['mean']:>16.3f}"
-              f"{L['inits'][name]['captured_energy_whitened']['mean']:>30.3f}")
+        print(
+            f"{report.short(L['path']):<12}{name:<14}"
+            f"{LI['inits'][name]['captured_energy']['mean']:>16.3f}"
+            f"{L['inits'][name]['captured_energy_whitened']['mean']:>30.3f}"
+        )
 print(f"random A under Σ = I: E[captured] = r/n = {cfg.r / n:.3f}")

@@ -18,10 +18,35 @@ def main(argv=None):
     p.add_argument("--out", default="hrp-results/gap")
     a = p.parse_args(argv)
     size = ["--seeds", "8", "--steps", "40"] if a.smoke else ["--seeds", "400", "--steps", "300"]
-    return cli.main(["compare", "--m", "64", "--n", "64", "--r", "4", "--spectrum", "power:1",
-                     "--lora", "classic", "--inits", "kaiming,aligned,hrp", "--preheat-rank", "16",
-                     "--preheat-steps", "20", "--optimizer", "gd", "--lr", "0.1", *size,
-                     "--out", a.out, "--quiet"])
+    return cli.main(
+        [
+            "compare",
+            "--m",
+            "64",
+            "--n",
+            "64",
+            "--r",
+            "4",
+            "--spectrum",
+            "power:1",
+            "--lora",
+            "classic",
+            "--inits",
+            "kaiming,aligned,hrp",
+            "--preheat-rank",
+            "16",
+            "--preheat-steps",
+            "20",
+            "--optimizer",
+            "gd",
+            "--lr",
+            "0.1",
+            *size,
+            "--out",
+            a.out,
+            "--quiet",
+        ]
+    )
 
 
 if __name__ == "__main__":

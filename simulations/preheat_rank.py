@@ -13,10 +13,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import hrp_theory as H  # noqa: E402
-from hrp_theory.results import provenance, write_json  # noqa: E402
+import hrp_theory as H
+from hrp_theory.results import provenance, write_json
 
 
 def main(argv=None):
@@ -37,17 +37,35 @@ def main(argv=None):
             lora=H.LoraSpec(r=r, form="freeze-a"),
             train=H.TrainSpec(optimizer="gd", lr=1.5, steps=300, record_every=300),
             hrp=H.HrpSpec(rank=pr, steps="converged", form="freeze-a"),
-            inits=("kaiming", "hrp"), seeds=seeds)
+            inits=("kaiming", "hrp"),
+            seeds=seeds,
+        )
         res = H.run_experiment(cfg, progress=False)
-        rows.append({"p": pr, "R_hrp": H.summarize(2 * res.per_seed["hrp"]["final_loss"]),
-                     "R_random": H.summarize(2 * res.per_seed["kaiming"]["final_loss"])})
+        rows.append(
+            {
+                "p": pr,
+                "R_hrp": H.summarize(2 * res.per_seed["hrp"]["final_loss"]),
+                "R_random": H.summarize(2 * res.per_seed["kaiming"]["final_loss"]),
+            }
+        )
         s = rows[-1]["R_hrp"]
         print(f"p = {pr:3d}   E R_HRP = {s['mean']:.5f} ± {s['se']:.5f} (SE, {s['n']} seeds)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "preheat_rank.json", {"m": m, "n": n, "r": r, "spectrum": a.spectrum,
-                                           "F": F, "T_r": T_r, "random_level": (1 - r / n) * F,
-                                           "rows": rows, "provenance": provenance()})
+    write_json(
+        out / "preheat_rank.json",
+        {
+            "m": m,
+            "n": n,
+            "r": r,
+            "spectrum": a.spectrum,
+            "F": F,
+            "T_r": T_r,
+            "random_level": (1 - r / n) * F,
+            "rows": rows,
+            "provenance": provenance(),
+        },
+    )
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     mean = [row["R_hrp"]["mean"] for row in rows]
     err = [row["R_hrp"]["mean"] - row["R_hrp"]["ci95"][0] for row in rows]

@@ -14,8 +14,13 @@ import sys
 
 from hrp_theory import cli
 
-CHECK_OF = {"theorem_c": "theorem-c", "transient": "transient", "gap": "preheat-regimes",
-            "regimes": "preheat-regimes", "anisotropic": "anisotropic"}
+CHECK_OF = {
+    "theorem_c": "theorem-c",
+    "transient": "transient",
+    "gap": "preheat-regimes",
+    "regimes": "preheat-regimes",
+    "anisotropic": "anisotropic",
+}
 
 
 def main(argv=None):
@@ -28,8 +33,17 @@ def main(argv=None):
     if bad:
         p.error(f"unknown figure {', '.join(bad)}; choose from {', '.join(CHECK_OF)}")
     checks = dict.fromkeys(CHECK_OF[f] for f in (a.figures or CHECK_OF))
-    return cli.main(["verify", "--checks", ",".join(checks), "--out", a.out, "--quiet",
-                     *(["--quick"] if a.smoke else [])])
+    return cli.main(
+        [
+            "verify",
+            "--checks",
+            ",".join(checks),
+            "--out",
+            a.out,
+            "--quiet",
+            *(["--quick"] if a.smoke else []),
+        ]
+    )
 
 
 if __name__ == "__main__":

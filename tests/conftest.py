@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import hrp_theory  # noqa: E402
+import hrp_theory
 
 hrp_theory.configure()  # the library default of the entry points: one XLA CPU device per core
 import jax  # noqa: E402

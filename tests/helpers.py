@@ -5,14 +5,31 @@ import numpy as np
 from hrp_theory import ExperimentConfig, HrpSpec, LoraSpec, ProblemSpec, TrainSpec
 
 
-def config(m=8, n=6, r=2, spectrum="power:1", form="classic", inits=("kaiming", "aligned", "hrp"),
-           steps=20, lr=0.1, seeds=5, optimizer="gd", record_every=None, hrp=None, **kw):
+def config(
+    m=8,
+    n=6,
+    r=2,
+    spectrum="power:1",
+    form="classic",
+    inits=("kaiming", "aligned", "hrp"),
+    steps=20,
+    lr=0.1,
+    seeds=5,
+    optimizer="gd",
+    record_every=None,
+    hrp=None,
+    **kw,
+):
     problem_kw = {k: kw.pop(k) for k in list(kw) if k in ProblemSpec.__dataclass_fields__}
     return ExperimentConfig(
         problem=ProblemSpec(m=m, n=n, spectrum=spectrum, **problem_kw),
         lora=LoraSpec(r=r, form=form),
         train=TrainSpec(optimizer=optimizer, lr=lr, steps=steps, record_every=record_every),
-        hrp=hrp or HrpSpec(rank=min(2 * r, m, n), steps=5), inits=inits, seeds=seeds, **kw)
+        hrp=hrp or HrpSpec(rank=min(2 * r, m, n), steps=5),
+        inits=inits,
+        seeds=seeds,
+        **kw,
+    )
 
 
 def assert_mean_within(samples, prediction, n_se=4.0, what=""):
@@ -21,6 +38,8 @@ def assert_mean_within(samples, prediction, n_se=4.0, what=""):
     assert np.all(np.isfinite(x)), f"{what}: non-finite samples"
     se = x.std(ddof=1) / np.sqrt(x.size)
     z = (x.mean() - prediction) / se
-    assert abs(z) <= n_se, (f"{what}: mean {x.mean():.6f} vs prediction {prediction:.6f} "
-                            f"(SE {se:.2e}, z = {z:+.2f}, {x.size} seeds)")
+    assert abs(z) <= n_se, (
+        f"{what}: mean {x.mean():.6f} vs prediction {prediction:.6f} "
+        f"(SE {se:.2e}, z = {z:+.2f}, {x.size} seeds)"
+    )
     return z

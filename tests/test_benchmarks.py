@@ -10,9 +10,27 @@ ROOT = Path(__file__).parent.parent
 
 def test_throughput_benchmark_tiny(tmp_path, monkeypatch):
     out = tmp_path / "tp.json"
-    monkeypatch.setattr(sys, "argv", ["throughput.py", "--m", "16", "--n", "12", "--r", "2",
-                                      "--seeds", "4", "--steps", "5", "--repeats", "1",
-                                      "--json", str(out)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "throughput.py",
+            "--m",
+            "16",
+            "--n",
+            "12",
+            "--r",
+            "2",
+            "--seeds",
+            "4",
+            "--steps",
+            "5",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ],
+    )
     mod = runpy.run_path(str(ROOT / "benchmarks" / "throughput.py"))
     assert mod["main"]() == 0
     js = json.loads(out.read_text())
@@ -25,8 +43,27 @@ def test_throughput_benchmark_tiny(tmp_path, monkeypatch):
 def test_preheat_svd_benchmark_tiny(tmp_path, monkeypatch):
     out, fig = tmp_path / "ps.json", tmp_path / "ps.png"
     mod = runpy.run_path(str(ROOT / "benchmarks" / "preheat_svd.py"))
-    assert mod["main"](["--widths", "32,64", "--p", "8", "--r", "2", "--preheat-steps", "2",
-                        "--repeats", "1", "--json", str(out), "--figure", str(fig)]) == 0
+    assert (
+        mod["main"](
+            [
+                "--widths",
+                "32,64",
+                "--p",
+                "8",
+                "--r",
+                "2",
+                "--preheat-steps",
+                "2",
+                "--repeats",
+                "1",
+                "--json",
+                str(out),
+                "--figure",
+                str(fig),
+            ]
+        )
+        == 0
+    )
     js = json.loads(out.read_text())
     assert [r["width"] for r in js["rows"]] == [32, 64]
     for r in js["rows"]:
@@ -38,8 +75,23 @@ def test_preheat_svd_benchmark_tiny(tmp_path, monkeypatch):
 def test_memory_benchmark_tiny(tmp_path):
     out = tmp_path / "mem.json"
     mod = runpy.run_path(str(ROOT / "benchmarks" / "memory.py"))
-    assert mod["main"](["--seeds", "20,40", "--per-seed-max", "20", "--steps", "4",
-                        "--chunk", "16", "--json", str(out)]) == 0
+    assert (
+        mod["main"](
+            [
+                "--seeds",
+                "20,40",
+                "--per-seed-max",
+                "20",
+                "--steps",
+                "4",
+                "--chunk",
+                "16",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     js = json.loads(out.read_text())
     assert [(r["seeds"], r["stream"]) for r in js["rows"]] == [(20, True), (20, False), (40, True)]
     assert all(r["spectral"] and r["peak_rss_mb"] > 0 for r in js["rows"])

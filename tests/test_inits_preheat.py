@@ -14,9 +14,16 @@ from hrp_theory.preheat import converged_freeze_a, preheat_then_svd
 def _setup(form="classic", sigma="identity", m=9, n=7, r=2, p=4):
     pb = make_problem(jax.random.key(0), ProblemSpec(m=m, n=n, sigma=sigma))
     st = InitStatic(r=r, form=form, p=p, preheat_steps=5)
-    f = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
-    hy = InitHyper(s=f(1.0), s_p=f(1.0), std=f(1 / np.sqrt(3 * n)), lr=f(0.1), lr_p=f(0.1),
-                   momentum=f(0.0), weight_decay=f(0.0))
+    f = lambda x: jnp.asarray(x, jnp.float64)
+    hy = InitHyper(
+        s=f(1.0),
+        s_p=f(1.0),
+        std=f(1 / np.sqrt(3 * n)),
+        lr=f(0.1),
+        lr_p=f(0.1),
+        momentum=f(0.0),
+        weight_decay=f(0.0),
+    )
     draws = draw(jax.random.key(1), pb, st, hy, families_needed(INITS, "kaiming"))
     return pb, st, hy, draws
 
@@ -49,7 +56,7 @@ def test_direction_columns_orthonormal_times_c(name):
 
 
 @pytest.mark.parametrize("sigma", ["identity", "power:1:random"])
-@pytest.mark.parametrize("name", ["pissa", "olora", "lora-ga"])
+@pytest.mark.parametrize("name", ["pissa", "olora", "lora-ga", "corda"])
 def test_offset_inits_leave_output_unchanged(name, sigma):
     pb, st, hy, draws = _setup(sigma=sigma)
     params, dW0 = initialize(name, pb, st, hy, draws)
@@ -69,6 +76,31 @@ def test_pissa_and_olora_reconstruct_w0():
     np.testing.assert_allclose(p.B.T @ p.B, np.eye(2), atol=1e-12)
 
 
+def test_corda_is_pissa_of_w0_sigma():
+    """CorDA: the adapter is the top-r part of W0Σ, mapped back by Σ⁻¹; with Σ = I, PiSSA."""
+    pb, st, hy, draws = _setup()
+    c, dc = initialize("corda", pb, st, hy, draws)
+    p, dp = initialize("pissa", pb, st, hy, draws)
+    np.testing.assert_allclose(dc, dp, rtol=1e-5, atol=1e-9)
+    pb, st, hy, draws = _setup(sigma="power:1:random")
+    c, dc = initialize("corda", pb, st, hy, draws)
+    Sigma = np.asarray(pb.objective.Sigma)
+    U, S, Vt = np.linalg.svd(np.asarray(pb.W0) @ Sigma)
+    np.testing.assert_allclose(
+        -np.asarray(dc) @ Sigma, (U[:, :2] * S[:2]) @ Vt[:2], rtol=1e-4, atol=1e-8
+    )
+
+
+def test_eva_follows_the_input_covariance():
+    pb, st, hy, draws = _setup(sigma="power:1:random")
+    A = np.asarray(initialize("eva", pb, st, hy, draws)[0].A)
+    lam, Q = np.linalg.eigh(np.asarray(pb.objective.Sigma))
+    top = Q[:, ::-1][:, :2]
+    np.testing.assert_allclose(
+        np.linalg.svd(top.T @ A * np.sqrt(3), compute_uv=False), 1, atol=1e-10
+    )  # col(A) = top-2 eigenvectors, columns of norm c
+
+
 def test_lora_one_is_best_rank_r_gradient_step():
     pb, st, hy, draws = _setup()
     p, dW0 = initialize("lora-one", pb, st, hy, draws)
@@ -78,7 +110,8 @@ def test_lora_one_is_best_rank_r_gradient_step():
 
 
 def test_aligned_sigma_is_sigma_optimal_for_frozen_a():
-    """THEORY §6/§8.11a: A = Σ^{-1/2}V_r(MΣ^{1/2}) attains Σ_{i>r} σ_i(MΣ^{1/2})²; V_r(M) does not."""
+    """docs/theory.md §6: A = Σ^{-1/2}V_r(MΣ^{1/2}) attains Σ_{i>r} σ_i(MΣ^{1/2})²; V_r(M) does
+    not."""
     pb, st, hy, draws = _setup(form="freeze-a", sigma="power:1.5:random", m=10, n=12, r=3)
     best = 0.5 * float(jnp.sum(pb.whitened.S[3:] ** 2))
     losses = {}

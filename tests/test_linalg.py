@@ -7,11 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import config
 
 from hrp_theory import linalg, seeds
 from hrp_theory.experiment import simulate_seed, split_config
-
-from helpers import config
 
 SHAPE = re.compile(r"[a-z]+\d*\[([\d,]*)\]")
 
@@ -34,7 +33,7 @@ def batched_lapack_calls(hlo: str) -> list[str]:
 def test_results_equal_jnp_linalg_batched_and_nested():
     x = jax.random.normal(jax.random.key(0), (3, 2, 7, 5))
     sym = x @ jnp.swapaxes(x, -1, -2) + 7 * jnp.eye(7)
-    nested = lambda f: jax.vmap(jax.vmap(f))  # noqa: E731
+    nested = lambda f: jax.vmap(jax.vmap(f))
     for ours, ref, arg in [
         (lambda a: linalg.qr(a)[1], lambda a: jnp.linalg.qr(a)[1], x),
         (linalg.singular_values, lambda a: jnp.linalg.svd(a, compute_uv=False), x),
@@ -52,8 +51,18 @@ def test_results_equal_jnp_linalg_batched_and_nested():
 def test_no_batched_lapack_call_in_the_experiment(batch):
     """Every init, Σ ≠ I (eigh, solves), the converged freeze-A preheat and the two-sided HRP:
     with 32 seeds vmapped together, each LAPACK call still sees one matrix."""
-    inits = ("kaiming", "aligned", "aligned-sigma", "hrp", "hrp-sigma", "hrp-2s", "pissa",
-             "olora", "lora-ga", "lora-one")
+    inits = (
+        "kaiming",
+        "aligned",
+        "aligned-sigma",
+        "hrp",
+        "hrp-sigma",
+        "hrp-2s",
+        "pissa",
+        "olora",
+        "lora-ga",
+        "lora-one",
+    )
     cfg = config(seeds=batch, inits=inits, sigma="power:1:random", batch_size=batch)
     static, hyper = split_config(cfg)
     run = seeds.chunk_runner(simulate_seed, static, batch, batch, 1)

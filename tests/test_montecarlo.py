@@ -4,13 +4,11 @@ import dataclasses
 
 import jax
 import numpy as np
-import pytest
+from helpers import config
 
 import hrp_theory.seeds as mc
-from hrp_theory import run_experiment, root_key
+from hrp_theory import root_key, run_experiment
 from hrp_theory.experiment import simulate_seed, split_config
-
-from helpers import config
 
 INITS = ("kaiming", "gaussian", "aligned", "hrp", "pissa", "olora", "lora-ga", "lora-one")
 
@@ -24,8 +22,9 @@ def test_seed_result_independent_of_seed_count_and_chunks():
     ref = _finals(run_experiment(base, progress=False))
     for kw in ({"seeds": 5}, {"chunk_size": 1}, {"chunk_size": 7}, {"batch_size": 3}):
         other = _finals(run_experiment(dataclasses.replace(base, **kw), progress=False))
-        np.testing.assert_allclose(other, ref[: len(other)], rtol=1e-10, atol=1e-14,
-                                   err_msg=str(kw))
+        np.testing.assert_allclose(
+            other, ref[: len(other)], rtol=1e-10, atol=1e-14, err_msg=str(kw)
+        )
 
 
 def test_jit_and_no_jit_agree():
@@ -47,13 +46,19 @@ def test_one_compilation_per_spec():
     before = mc.TRACE_COUNT
     for kw in ({"seed": 3}, {"seeds": 8}, {"init_std": 0.3}):
         run_experiment(dataclasses.replace(cfg, **kw), progress=False)
-    run_experiment(dataclasses.replace(
-        cfg, train=dataclasses.replace(cfg.train, lr=0.05),
-        problem=dataclasses.replace(cfg.problem, spectrum="exp:2", scale=2.0)), progress=False)
-    assert mc.TRACE_COUNT == before, "a float change recompiled"
-    run_experiment(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=10)),
-                   progress=False)
-    assert mc.TRACE_COUNT == before + 1, "a new shape must compile exactly once"
+    run_experiment(
+        dataclasses.replace(
+            cfg,
+            train=dataclasses.replace(cfg.train, lr=0.05),
+            problem=dataclasses.replace(cfg.problem, spectrum="exp:2", scale=2.0),
+        ),
+        progress=False,
+    )
+    assert before == mc.TRACE_COUNT, "a float change recompiled"
+    run_experiment(
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=10)), progress=False
+    )
+    assert before + 1 == mc.TRACE_COUNT, "a new shape must compile exactly once"
 
 
 def test_divergence_is_counted_not_averaged():
@@ -78,6 +83,7 @@ def test_interrupt_keeps_finished_chunks(monkeypatch):
             if len(calls) == 3:
                 raise KeyboardInterrupt
             return fn(*b)
+
         return wrapped
 
     monkeypatch.setattr(mc, "chunk_runner", patched)

@@ -12,9 +12,26 @@ import pytest
 
 from hrp_theory import cli
 
-ARGS = ["compare", "--m", "16", "--n", "12", "--r", "2", "--seeds", "10", "--steps", "20",
-        "--inits", "kaiming,aligned,hrp", "--preheat-rank", "6", "--x64", "--quiet",
-        "--no-figures"]
+ARGS = [
+    "compare",
+    "--m",
+    "16",
+    "--n",
+    "12",
+    "--r",
+    "2",
+    "--seeds",
+    "10",
+    "--steps",
+    "20",
+    "--inits",
+    "kaiming,aligned,hrp",
+    "--preheat-rank",
+    "6",
+    "--x64",
+    "--quiet",
+    "--no-figures",
+]
 
 
 def free_port() -> int:
@@ -25,14 +42,32 @@ def free_port() -> int:
 
 def test_two_processes_match_one(tmp_path):
     port = free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-               JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen([sys.executable, "-m", "hrp_theory.cli", *ARGS,
-                               "--out", str(tmp_path / f"p{i}"),
-                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                               "--process-id", str(i)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu"
+    )
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hrp_theory.cli",
+                *ARGS,
+                "--out",
+                str(tmp_path / f"p{i}"),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     try:
         outs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
@@ -42,23 +77,34 @@ def test_two_processes_match_one(tmp_path):
     assert "hrp" in outs[0] and not (tmp_path / "p1").exists()  # process 0 alone reports
 
     assert cli.main([*ARGS, "--out", str(tmp_path / "single")]) == 0
-    with np.load(tmp_path / "p0" / "per_seed.npz", allow_pickle=False) as two, \
-            np.load(tmp_path / "single" / "per_seed.npz", allow_pickle=False) as one:
+    with (
+        np.load(tmp_path / "p0" / "per_seed.npz", allow_pickle=False) as two,
+        np.load(tmp_path / "single" / "per_seed.npz", allow_pickle=False) as one,
+    ):
         assert sorted(two.files) == sorted(one.files)
         assert two["kaiming/final_loss"].shape == (10,)
         for k in set(one.files) - {"run_id"}:
             np.testing.assert_array_equal(two[k], one[k], err_msg=k)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--coordinator", "127.0.0.1:1", "--num-processes", "2"], "go together"),
-    (["--coordinator", "nohostport", "--num-processes", "2", "--process-id", "0"],
-     "must be HOST:PORT"),
-    (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
-     r"process_id: 2 must be an integer in \[0, 1\]"),
-    (["--coordinator", "127.0.0.1:1", "--num-processes", "0", "--process-id", "0"],
-     "num_processes: 0 must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--coordinator", "127.0.0.1:1", "--num-processes", "2"], "go together"),
+        (
+            ["--coordinator", "nohostport", "--num-processes", "2", "--process-id", "0"],
+            "must be HOST:PORT",
+        ),
+        (
+            ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+            r"process_id: 2 must be an integer in \[0, 1\]",
+        ),
+        (
+            ["--coordinator", "127.0.0.1:1", "--num-processes", "0", "--process-id", "0"],
+            "num_processes: 0 must be a positive integer",
+        ),
+    ],
+)
 def test_bad_distributed_flags_exit_2_with_the_fix(flags, message, capsys, tmp_path):
     assert cli.main([*ARGS, "--out", str(tmp_path / "x"), *flags]) == 2
     import re

@@ -18,6 +18,7 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     if "real" in path.name:
         pytest.importorskip("flax")
         from hrp_theory.real import checkpoints, text
+
         try:
             checkpoints.minilm_path()
             text.polarity_path()
@@ -27,14 +28,20 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks inline, as in JupyterLab
     monkeypatch.delenv("XLA_FLAGS", raising=False)  # the notebook's own H.configure() applies
     nb = jupytext.read(path)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    as_text = [o for o in outputs if "data" in o and "image/png" not in o["data"]
-               and o["data"].get("text/plain", "").startswith("<Figure size")]
+    as_text = [
+        o
+        for o in outputs
+        if "data" in o
+        and "image/png" not in o["data"]
+        and o["data"].get("text/plain", "").startswith("<Figure size")
+    ]
     assert not as_text, "a figure printed as text instead of an image"
     assert len(images) >= FIGURES[path.name], f"{path.name}: {len(images)} figures shown"

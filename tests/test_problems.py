@@ -6,15 +6,18 @@ from hrp_theory import ProblemSpec, make_problem, optimal_loss, problem_from_mat
 from hrp_theory.problems import parse_sigma, spectrum_values
 
 
-@pytest.mark.parametrize("spec,expect", [
-    ("power:1", [1, 1 / 2, 1 / 3, 1 / 4]),
-    ("exp:2", np.exp(-np.arange(4) / 2)),
-    ("rank:2", [1, 1, 0, 0]),
-    ("spike:1", [1, 0.1, 0.1, 0.1]),
-    ("spike:2:0.5", [1, 1, 0.5, 0.5]),
-    ("flat", [1, 1, 1, 1]),
-    ("values:0.5,2", [2, 0.5, 0, 0]),
-])
+@pytest.mark.parametrize(
+    "spec,expect",
+    [
+        ("power:1", [1, 1 / 2, 1 / 3, 1 / 4]),
+        ("exp:2", np.exp(-np.arange(4) / 2)),
+        ("rank:2", [1, 1, 0, 0]),
+        ("spike:1", [1, 0.1, 0.1, 0.1]),
+        ("spike:2:0.5", [1, 1, 0.5, 0.5]),
+        ("flat", [1, 1, 1, 1]),
+        ("values:0.5,2", [2, 0.5, 0, 0]),
+    ],
+)
 def test_spectrum_families(spec, expect):
     np.testing.assert_allclose(spectrum_values(spec, 4), expect)
 
@@ -73,8 +76,9 @@ def test_problem_from_matrices_roundtrip():
     M = rng.normal(size=(5, 6))
     X = rng.normal(size=(100, 6))
     pb = problem_from_matrices(M, Sigma=X.T @ X / 100)
-    np.testing.assert_allclose(pb.objective.sigma_half @ pb.objective.sigma_half,
-                               X.T @ X / 100, atol=1e-10)
+    np.testing.assert_allclose(
+        pb.objective.sigma_half @ pb.objective.sigma_half, X.T @ X / 100, atol=1e-10
+    )
 
 
 def test_parse_sigma():

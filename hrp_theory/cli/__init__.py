@@ -27,7 +27,7 @@ COMMANDS = (compare, sweep, verify, real)
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="hrp-sim", description=__doc__.split("\n")[0])
+    p = Parser(prog="hrp-sim", description=(__doc__ or "").split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMANDS:
         module.add_parsers(sub)
@@ -40,14 +40,15 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    interrupts.catch()
-    try:
-        runtime.configure(getattr(args, "cpu_devices", None))
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"hrp-sim {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"hrp-sim {args.command}: interrupted before anything was written",
-              file=sys.stderr)
-        return interrupts.exit_code()
+    with interrupts.catch():
+        try:
+            runtime.configure(getattr(args, "cpu_devices", None))
+            return args.func(args)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"hrp-sim {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(
+                f"hrp-sim {args.command}: interrupted before anything was written", file=sys.stderr
+            )
+            return interrupts.exit_code()

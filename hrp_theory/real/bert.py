@@ -36,12 +36,15 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BertConfig":
+    def from_dict(cls, d: dict) -> BertConfig:
         if d.get("model_type", "bert") != "bert":
-            raise CheckpointError(f"config: model_type {d.get('model_type')!r}; only BERT is supported")
+            raise CheckpointError(
+                f"config: model_type {d.get('model_type')!r}; only BERT is supported"
+            )
         if d.get("hidden_act", "gelu") != "gelu":
-            raise CheckpointError(f"config: hidden_act {d.get('hidden_act')!r}; only exact gelu "
-                                  "is supported")
+            raise CheckpointError(
+                f"config: hidden_act {d.get('hidden_act')!r}; only exact gelu is supported"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -66,7 +69,7 @@ class SelfAttention(nn.Module):
     def __call__(self, h, bias):
         c = self.cfg
         heads, d = c.num_attention_heads, c.hidden_size // c.num_attention_heads
-        split = lambda t: t.reshape(t.shape[:2] + (heads, d))  # noqa: E731
+        split = lambda t: t.reshape(t.shape[:2] + (heads, d))
         q, k, v = (split(Dense(c.hidden_size, name=n)(h)) for n in ("query", "key", "value"))
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.asarray(d, h.dtype)) + bias
         ctx = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1), v)
@@ -134,10 +137,13 @@ class Embeddings(nn.Module):
     def __call__(self, ids):
         c = self.cfg
         pos = jnp.arange(ids.shape[1])[None, :]
-        h = (nn.Embed(c.vocab_size, c.hidden_size, name="word_embeddings")(ids)
-             + nn.Embed(c.max_position_embeddings, c.hidden_size, name="position_embeddings")(pos)
-             + nn.Embed(c.type_vocab_size, c.hidden_size, name="token_type_embeddings")(
-                 jnp.zeros_like(ids)))
+        h = (
+            nn.Embed(c.vocab_size, c.hidden_size, name="word_embeddings")(ids)
+            + nn.Embed(c.max_position_embeddings, c.hidden_size, name="position_embeddings")(pos)
+            + nn.Embed(c.type_vocab_size, c.hidden_size, name="token_type_embeddings")(
+                jnp.zeros_like(ids)
+            )
+        )
         return nn.LayerNorm(epsilon=c.layer_norm_eps, name="LayerNorm")(h)
 
 
@@ -160,8 +166,10 @@ def encoder_params(tree: dict) -> dict:
     """The part of a checkpoint tree the encoder reads (drops ``pooler`` and any head)."""
     missing = [k for k in ENCODER_KEYS if k not in tree]
     if missing:
-        raise CheckpointError(f"checkpoint: no {'/'.join(missing)} subtree; it is not a BERT "
-                              f"checkpoint in Hugging Face Flax naming (top keys: {sorted(tree)})")
+        raise CheckpointError(
+            f"checkpoint: no {'/'.join(missing)} subtree; it is not a BERT "
+            f"checkpoint in Hugging Face Flax naming (top keys: {sorted(tree)})"
+        )
     return {k: tree[k] for k in ENCODER_KEYS}
 
 
@@ -200,13 +208,15 @@ def input_second_moments(model: Bert, params: dict, batches, progress: bool = Tr
     """
     from tqdm.auto import tqdm
 
-    fwd = jax.jit(lambda p, ids, mask: model.apply({"params": p}, ids, mask,
-                                                   mutable=["inputs"])[1]["inputs"])
+    fwd = jax.jit(
+        lambda p, ids, mask: model.apply({"params": p}, ids, mask, mutable=["inputs"])[1]["inputs"]
+    )
     sums, tokens = {}, 0
     for ids, mask in tqdm(list(batches), desc="activations", unit="batch", disable=not progress):
         sown = flatten(fwd(params, ids, mask))
-        moments = jax.device_get(_second_moments({k[: -len("/x")]: v for k, v in sown.items()},
-                                                 mask))
+        moments = jax.device_get(
+            _second_moments({k[: -len("/x")]: v for k, v in sown.items()}, mask)
+        )
         for path, s in moments.items():
             sums[path] = sums.get(path, 0.0) + np.asarray(s, np.float64)
         tokens += int(np.asarray(mask).sum())
@@ -228,8 +238,10 @@ def tokenizer(folder, max_length: int = 128, pad_to_multiple_of: int = 32):
 
     path = Path(folder) / "tokenizer.json"
     if not path.exists():
-        raise CheckpointError(f"tokenizer: {str(path)!r} does not exist; copy the model's "
-                              "tokenizer.json next to the checkpoint (hrp-sim convert does)")
+        raise CheckpointError(
+            f"tokenizer: {str(path)!r} does not exist; copy the model's "
+            "tokenizer.json next to the checkpoint (hrp-sim convert does)"
+        )
     tok = Tokenizer.from_file(str(path))
     tok.no_padding()
     tok.enable_padding(pad_id=0, pad_token="[PAD]", pad_to_multiple_of=pad_to_multiple_of)
@@ -248,4 +260,4 @@ def encode(tok, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def batches(tok, texts: list[str], batch_size: int = 32):
     """``(ids, mask)`` batches of ``texts`` in order."""
     for i in range(0, len(texts), batch_size):
-        yield encode(tok, texts[i: i + batch_size])
+        yield encode(tok, texts[i : i + batch_size])

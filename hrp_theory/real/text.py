@@ -20,9 +20,11 @@ import numpy as np
 POLARITY = "polarity-en-pang&lee2.csv"
 DEB = "python3-pattern"
 IN_DEB = "usr/share/doc/python3-pattern/test/corpora/" + POLARITY
-HOW = (f"get it with `hrp-sim fetch-data` (Debian package {DEB}: apt-get download {DEB} && "
-       f"dpkg-deb -x {DEB}_*.deb DIR; the file is DIR/{IN_DEB}; run `apt-get update` first on a "
-       "fresh machine), then set HRP_DATA to its folder or pass --data PATH")
+HOW = (
+    f"get it with `hrp-sim fetch-data` (Debian package {DEB}: apt-get download {DEB} && "
+    f"dpkg-deb -x {DEB}_*.deb DIR; the file is DIR/{IN_DEB}; run `apt-get update` first on a "
+    "fresh machine), then set HRP_DATA to its folder or pass --data PATH"
+)
 
 
 def data_dir() -> Path:
@@ -46,8 +48,10 @@ def load_polarity(path=None) -> tuple[list[str], np.ndarray]:
     with open(p, encoding="utf-8-sig", newline="") as f:
         for i, row in enumerate(csv.reader(f)):
             if len(row) != 2 or row[0] not in ("1", "-1"):
-                raise ValueError(f"data: {str(p)!r} row {i + 1} is not (\"1\"|\"-1\", sentence): "
-                                 f"{row[:2]!r}; the file is damaged, fetch it again ({HOW})")
+                raise ValueError(
+                    f'data: {str(p)!r} row {i + 1} is not ("1"|"-1", sentence): '
+                    f"{row[:2]!r}; the file is damaged, fetch it again ({HOW})"
+                )
             labels.append(1 if row[0] == "1" else 0)
             texts.append(row[1].strip())
     if not texts:
@@ -67,14 +71,18 @@ def fetch(dest=None) -> Path:
     dest = Path(dest) if dest is not None else data_dir()
     dest.mkdir(parents=True, exist_ok=True)
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise RuntimeError(f"fetch-data needs Debian's apt-get and dpkg-deb; on another system "
-                           f"download the {DEB} .deb by hand and extract {IN_DEB} into {dest}")
+        raise RuntimeError(
+            f"fetch-data needs Debian's apt-get and dpkg-deb; on another system "
+            f"download the {DEB} .deb by hand and extract {IN_DEB} into {dest}"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         run = subprocess.run(["apt-get", "download", DEB], cwd=tmp, capture_output=True, text=True)
         debs = list(Path(tmp).glob(f"{DEB}_*.deb"))
         if run.returncode != 0 or not debs:
-            raise RuntimeError(f"apt-get download {DEB} failed ({run.stderr.strip()[-300:]}); "
-                               "run `apt-get update` first (as root) and retry")
+            raise RuntimeError(
+                f"apt-get download {DEB} failed ({run.stderr.strip()[-300:]}); "
+                "run `apt-get update` first (as root) and retry"
+            )
         subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "x")], check=True)
         src = Path(tmp) / "x" / IN_DEB
         final = dest / POLARITY

@@ -21,28 +21,38 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
-from typing import Callable
+from collections.abc import Callable
 
-import jax
-
-from ._rules import (Context, Outcome, Row, Settings, band, bound, count, exceeds, expectation,
-                     experiment, pathwise)
+from ..runtime import x64
+from ._rules import (
+    Context,
+    Outcome,
+    Row,
+    Settings,
+    band,
+    bound,
+    count,
+    exceeds,
+    expectation,
+    experiment,
+    pathwise,
+)
 
 #: The catalogue: check name → (family module, function). A family module is imported when one
 #: of its checks runs, so importing this package stays light.
 CHECKS: dict[str, tuple[str, str]] = {
-    "random-asymmetric": ("asymmetric", "check_random_asymmetric"),   # 1
-    "aligned": ("aligned", "check_aligned"),                          # 2
-    "hrp-identities": ("hrp", "check_hrp_identities"),                # 3
-    "theorem-c": ("hrp", "check_theorem_c"),                          # 4
-    "rank1": ("hrp", "check_rank1"),                                  # 5
-    "variance": ("asymmetric", "check_variance"),                     # 6
-    "transient": ("asymmetric", "check_transient"),                   # 7
-    "classic-flow": ("classic", "check_classic_flow"),                # 8
-    "aligned-classic": ("classic", "check_aligned_classic"),          # 9
-    "preheat-regimes": ("regimes", "check_preheat_regimes"),          # 10
-    "anisotropic": ("anisotropic", "check_anisotropic"),              # 11
-    "hmt": ("hmt", "check_hmt"),                                      # 12
+    "random-asymmetric": ("asymmetric", "check_random_asymmetric"),  # 1
+    "aligned": ("aligned", "check_aligned"),  # 2
+    "hrp-identities": ("hrp", "check_hrp_identities"),  # 3
+    "theorem-c": ("hrp", "check_theorem_c"),  # 4
+    "rank1": ("hrp", "check_rank1"),  # 5
+    "variance": ("asymmetric", "check_variance"),  # 6
+    "transient": ("asymmetric", "check_transient"),  # 7
+    "classic-flow": ("classic", "check_classic_flow"),  # 8
+    "aligned-classic": ("classic", "check_aligned_classic"),  # 9
+    "preheat-regimes": ("regimes", "check_preheat_regimes"),  # 10
+    "anisotropic": ("anisotropic", "check_anisotropic"),  # 11
+    "hmt": ("hmt", "check_hmt"),  # 12
 }
 
 
@@ -59,12 +69,15 @@ def check_names(names=None) -> tuple[str, ...]:
         return tuple(CHECKS)
     names = tuple(names)
     if not names:
-        raise ValueError(f"checks: empty list; name at least one of {', '.join(CHECKS)} (or "
-                         "drop --checks to run them all)")
+        raise ValueError(
+            f"checks: empty list; name at least one of {', '.join(CHECKS)} (or "
+            "drop --checks to run them all)"
+        )
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
-        raise ValueError(f"checks: unknown check {', '.join(map(repr, unknown))}; "
-                         f"use any of {', '.join(CHECKS)}")
+        raise ValueError(
+            f"checks: unknown check {', '.join(map(repr, unknown))}; use any of {', '.join(CHECKS)}"
+        )
     if len(set(names)) != len(names):
         raise ValueError("checks: a check is named twice; list each once")
     return names
@@ -75,9 +88,11 @@ def run_checks(names=None, settings: Settings = Settings()) -> dict:
     "settings", "interrupted"}``; each row carries the ``check`` it belongs to. A Ctrl-C keeps
     the checks already finished."""
     names = check_names(names)
-    if not jax.config.jax_enable_x64:
-        raise ValueError("verify runs in float64: call jax.config.update('jax_enable_x64', True) "
-                         "before running checks (the CLI does this)")
+    if not x64():
+        raise ValueError(
+            "verify runs in float64: call jax.config.update('jax_enable_x64', True) "
+            "before running checks (the CLI does this)"
+        )
     ctx = Context(settings)
     rows, data, timings, interrupted = [], {}, {}, False
     for name in names:
@@ -90,11 +105,30 @@ def run_checks(names=None, settings: Settings = Settings()) -> dict:
         timings[name] = time.perf_counter() - t0
         rows += [{"check": name, **dataclasses.asdict(r)} for r in out.rows]
         data.update(out.data)
-    return {"passed": bool(rows) and all(r["passed"] for r in rows) and not interrupted,
-            "checks": rows, "data": data, "timings_s": timings,
-            "settings": dataclasses.asdict(settings), "interrupted": interrupted}
+    return {
+        "passed": bool(rows) and all(r["passed"] for r in rows) and not interrupted,
+        "checks": rows,
+        "data": data,
+        "timings_s": timings,
+        "settings": dataclasses.asdict(settings),
+        "interrupted": interrupted,
+    }
 
 
-__all__ = ["CHECKS", "Context", "Outcome", "Row", "Settings", "band", "bound", "check_function",
-           "check_names", "count", "exceeds", "expectation", "experiment", "pathwise",
-           "run_checks"]
+__all__ = [
+    "CHECKS",
+    "Context",
+    "Outcome",
+    "Row",
+    "Settings",
+    "band",
+    "bound",
+    "check_function",
+    "check_names",
+    "count",
+    "exceeds",
+    "expectation",
+    "experiment",
+    "pathwise",
+    "run_checks",
+]

@@ -23,15 +23,15 @@ import math
 import numpy as np
 
 from ..dynamics import TrainSpec
-from ..experiment import ExperimentConfig, HrpSpec, run_experiment, stream_view
+from ..experiment import ExperimentConfig, HrpSpec, run_experiment
 from ..lora import LoraSpec
 from ..problems import ProblemSpec, spectrum_values
 from ..seeds import map_seeds
 from ..validation import positive_number
 from ..validation import seed as check_seed
 
-M_, N_, R_ = 48, 64, 4          # the canonical sizes of docs/theory.md §2
-GAP = "gap:4:0.1"               # docs/theory.md §5.4's spectrum: σ_r − σ_{r+1} = 0.1
+M_, N_, R_ = 48, 64, 4  # the canonical sizes of docs/theory.md §2
+GAP = "gap:4:0.1"  # docs/theory.md §5.4's spectrum: σ_r − σ_{r+1} = 0.1
 SPECTRA = {"power": "power:1", "exp": "exp:3", "sqrt": "power:0.5", "spike8": "rank:8"}
 
 #: What a row's ``prediction`` holds.
@@ -75,8 +75,10 @@ class Settings:
         for f in ("n_se_expect", "n_se_bound", "pathwise_tol"):
             positive_number(getattr(self, f), f)
         if self.pathwise_tol < 1e3 * np.finfo(np.float64).eps:
-            raise ValueError(f"pathwise_tol: {self.pathwise_tol:g} is below what float64 can "
-                             f"resolve after a few thousand operations; use >= 1e-13")
+            raise ValueError(
+                f"pathwise_tol: {self.pathwise_tol:g} is below what float64 can "
+                f"resolve after a few thousand operations; use >= 1e-13"
+            )
         check_seed(self.seed)
 
     def seeds(self, full: int, quick: int) -> int:
@@ -96,47 +98,100 @@ def _stat(x) -> tuple[float, float, int, int]:
 def expectation(name, setting, samples, prediction, st: Settings, pred_se=0.0) -> Row:
     mean, se, n, bad = _stat(samples)
     tol = st.n_se_expect * math.hypot(se, pred_se)
-    return Row(name, setting, float(prediction), mean, se, n, tol,
-               bool(abs(mean - prediction) <= tol) and not bad,
-               f"|mean − prediction| ≤ {st.n_se_expect:g} SE", "expectation", bad)
+    return Row(
+        name,
+        setting,
+        float(prediction),
+        mean,
+        se,
+        n,
+        tol,
+        bool(abs(mean - prediction) <= tol) and not bad,
+        f"|mean − prediction| ≤ {st.n_se_expect:g} SE",
+        "expectation",
+        bad,
+    )
 
 
 def bound(name, setting, samples, value, st: Settings, upper=True) -> Row:
     mean, se, n, bad = _stat(samples)
     tol = st.n_se_bound * se
     ok = mean <= value + tol if upper else mean >= value - tol
-    rule = (f"mean ≤ bound + {st.n_se_bound:g} SE" if upper
-            else f"mean ≥ bound − {st.n_se_bound:g} SE")
-    return Row(name, setting, float(value), mean, se, n, tol, bool(ok) and not bad, rule,
-               "upper bound" if upper else "lower bound", bad)
+    rule = (
+        f"mean ≤ bound + {st.n_se_bound:g} SE" if upper else f"mean ≥ bound − {st.n_se_bound:g} SE"
+    )
+    return Row(
+        name,
+        setting,
+        float(value),
+        mean,
+        se,
+        n,
+        tol,
+        bool(ok) and not bad,
+        rule,
+        "upper bound" if upper else "lower bound",
+        bad,
+    )
 
 
 def exceeds(name, setting, samples, level, st: Settings) -> Row:
     mean, se, n, bad = _stat(samples)
     tol = st.n_se_expect * se
-    return Row(name, setting, float(level), mean, se, n, tol, bool(mean - level > tol) and not bad,
-               f"mean − level > {st.n_se_expect:g} SE", "level", bad)
+    return Row(
+        name,
+        setting,
+        float(level),
+        mean,
+        se,
+        n,
+        tol,
+        bool(mean - level > tol) and not bad,
+        f"mean − level > {st.n_se_expect:g} SE",
+        "level",
+        bad,
+    )
 
 
 def pathwise(name, setting, errors, tol, seeds) -> Row:
     e = np.asarray(errors, np.float64)
     bad = int((~np.isfinite(e)).sum())
     err = float(np.max(np.where(np.isfinite(e), e, -np.inf))) if e.size > bad else float("nan")
-    return Row(name, setting, 0.0, err, None, int(seeds), float(tol), bool(err <= tol) and not bad,
-               "max error ≤ tolerance", "zero", bad)
+    return Row(
+        name,
+        setting,
+        0.0,
+        err,
+        None,
+        int(seeds),
+        float(tol),
+        bool(err <= tol) and not bad,
+        "max error ≤ tolerance",
+        "zero",
+        bad,
+    )
 
 
 def count(name, setting, n_bad, seeds, rule="count = 0") -> Row:
     """A count that must be 0 (violations, seeds off target)."""
-    return Row(name, setting, 0.0, float(n_bad), None, int(seeds), 0.0, bool(n_bad == 0), rule,
-               "zero")
+    return Row(
+        name, setting, 0.0, float(n_bad), None, int(seeds), 0.0, bool(n_bad == 0), rule, "zero"
+    )
 
 
 def band(name, setting, measured, prediction, rel, seeds, se=None) -> Row:
-    return Row(name, setting, float(prediction), float(measured), se, int(seeds),
-               float(rel * abs(prediction)),
-               bool(abs(measured - prediction) <= rel * abs(prediction)),
-               f"|measured − prediction| ≤ {rel:g}·|prediction|", "band")
+    return Row(
+        name,
+        setting,
+        float(prediction),
+        float(measured),
+        se,
+        int(seeds),
+        float(rel * abs(prediction)),
+        bool(abs(measured - prediction) <= rel * abs(prediction)),
+        f"|measured − prediction| ≤ {rel:g}·|prediction|",
+        "band",
+    )
 
 
 def rel_error(a, b):
@@ -162,24 +217,42 @@ class Context:
     def run(self, config: ExperimentConfig) -> dict:
         """``stream_view`` of a run (per init: outcomes with the divergence rule applied)."""
         if config not in self._runs:
-            res = run_experiment(config, progress=self.st.progress)
-            self._runs[config] = stream_view(config)({**res.per_seed,
-                                                      "optimal_loss": res.optimal_loss})
+            self._runs[config] = run_experiment(config, progress=self.st.progress).view()
         return self._runs[config]
 
     def seeds_map(self, fn, static, args, seeds, desc):
-        return map_seeds(fn, static, args, seeds=seeds, seed=self.st.seed,
-                         progress=self.st.progress, desc=desc).out
+        return map_seeds(
+            fn, static, args, seeds=seeds, seed=self.st.seed, progress=self.st.progress, desc=desc
+        ).out
 
 
-def experiment(spectrum, form, inits, seeds, st: Settings, *, steps=300, lr=1.5,
-               optimizer="gd", record_every=None, init_std=None, hrp=HrpSpec()):
+def experiment(
+    spectrum,
+    form,
+    inits,
+    seeds,
+    st: Settings,
+    *,
+    steps=300,
+    lr=1.5,
+    optimizer="gd",
+    record_every=None,
+    init_std=None,
+    hrp=HrpSpec(),
+):
     """A canonical-size experiment config (m = 48, n = 64, r = 4)."""
     return ExperimentConfig(
-        problem=ProblemSpec(m=M_, n=N_, spectrum=spectrum), lora=LoraSpec(r=R_, form=form),
-        train=TrainSpec(optimizer=optimizer, lr=lr, steps=steps,
-                        record_every=record_every or steps),
-        hrp=hrp, inits=inits, seeds=seeds, seed=st.seed, init_std=init_std)
+        problem=ProblemSpec(m=M_, n=N_, spectrum=spectrum),
+        lora=LoraSpec(r=R_, form=form),
+        train=TrainSpec(
+            optimizer=optimizer, lr=lr, steps=steps, record_every=record_every or steps
+        ),
+        hrp=hrp,
+        inits=inits,
+        seeds=seeds,
+        seed=st.seed,
+        init_std=init_std,
+    )
 
 
 def singular_values_of(spectrum, k=M_):

@@ -12,8 +12,7 @@ from .. import linalg, theory
 from ..metrics import orth
 from ..preheat import preheat_then_svd, thin_svd_of_product
 from ..problems import ProblemSpec, build_problem, problem_arrays
-from ._rules import Context, M_, N_, Outcome, R_, bound, exceeds, pathwise, singular_values_of
-
+from ._rules import M_, N_, R_, Context, Outcome, bound, exceeds, pathwise, singular_values_of
 
 HMT_PS = (8, 16, 32)
 
@@ -27,8 +26,9 @@ def _hmt_seed(key, spec, arrays):
     out = {"two_sided": [], "fixed_rank": [], "paper": []}
     for p in HMT_PS:
         # One freeze-A GD step of lr 1 from B_p = 0 gives B_p = M Ω exactly: Y = range(MΩ).
-        pre = preheat_then_svd(Omega[:, :p], pb.objective, 1.0, 1.0, r=R_, form="freeze-a",
-                               steps=1, two_sided=True)
+        pre = preheat_then_svd(
+            Omega[:, :p], pb.objective, 1.0, 1.0, r=R_, form="freeze-a", steps=1, two_sided=True
+        )
         V2 = pre.V
         Vp = thin_svd_of_product(pre.params.B, pre.params.A, R_)[2]  # the paper's recipe
         s = linalg.singular_values(orth(pre.params.B).T @ M)
@@ -44,21 +44,44 @@ def check_hmt(ctx: Context) -> Outcome:
     seeds = st.seeds(2000, 300)
     for spectrum in ("power:1", "exp:3") if not st.quick else ("power:1",):
         spec = ProblemSpec(m=M_, n=N_, spectrum=spectrum)
-        out = ctx.seeds_map(_hmt_seed, ProblemSpec(m=M_, n=N_), problem_arrays(spec), seeds,
-                            f"12 HMT {spectrum}")
+        out = ctx.seeds_map(
+            _hmt_seed, ProblemSpec(m=M_, n=N_), problem_arrays(spec), seeds, f"12 HMT {spectrum}"
+        )
         sigma = singular_values_of(spectrum)
         for j, p in enumerate(HMT_PS):
             hmt = theory.hmt_bound(sigma, R_, p)
             where = f"{spectrum}, p = {p}, Y = MΩ"
-            rows.append(pathwise("12 two-sided HRP ≤ fixed-rank HMT error (pathwise)", where +
-                                 ": max((R_2s − ‖M − [P_Y M]_r‖²)/F, 0)",
-                                 np.maximum(out["two_sided"][:, j] - out["fixed_rank"][:, j], 0)
-                                 / out["F"], st.pathwise_tol, seeds))
-            rows.append(bound("12 fixed-rank HMT bound", where + ": E‖M − [P_Y M]_r‖² ≤ "
-                              "(1 + r/(p−r−1))T_r", out["fixed_rank"][:, j], hmt, st))
-            rows.append(bound("12 two-sided HRP under the HMT bound", where, out["two_sided"][:, j],
-                              hmt, st))
+            rows.append(
+                pathwise(
+                    "12 two-sided HRP ≤ fixed-rank HMT error (pathwise)",
+                    where + ": max((R_2s − ‖M − [P_Y M]_r‖²)/F, 0)",
+                    np.maximum(out["two_sided"][:, j] - out["fixed_rank"][:, j], 0) / out["F"],
+                    st.pathwise_tol,
+                    seeds,
+                )
+            )
+            rows.append(
+                bound(
+                    "12 fixed-rank HMT bound",
+                    where + ": E‖M − [P_Y M]_r‖² ≤ (1 + r/(p−r−1))T_r",
+                    out["fixed_rank"][:, j],
+                    hmt,
+                    st,
+                )
+            )
+            rows.append(
+                bound(
+                    "12 two-sided HRP under the HMT bound", where, out["two_sided"][:, j], hmt, st
+                )
+            )
             if p == 16:
-                rows.append(exceeds("12 paper recipe does NOT inherit HMT", where + ", one-step "
-                                    "preheat: E R_paper − HMT bound", out["paper"][:, j], hmt, st))
+                rows.append(
+                    exceeds(
+                        "12 paper recipe does NOT inherit HMT",
+                        where + ", one-step preheat: E R_paper − HMT bound",
+                        out["paper"][:, j],
+                        hmt,
+                        st,
+                    )
+                )
     return Outcome(rows)

@@ -16,12 +16,23 @@ from ..inits import random_factor
 from ..lora import LoraParams
 from ..preheat import thin_svd_of_product
 from ..problems import ProblemSpec, build_problem, optimal_loss, problem_arrays
-from ._rules import Context, GAP, M_, N_, Outcome, R_, Row, bound, pathwise, rel_error, singular_values_of
-
+from ._rules import (
+    GAP,
+    M_,
+    N_,
+    R_,
+    Context,
+    Outcome,
+    Row,
+    bound,
+    pathwise,
+    rel_error,
+    singular_values_of,
+)
 
 REGIME_T = 20.0
 REGIME_DT = 0.02
-REGIME_EVERY = 10   # a record every 0.2 time units
+REGIME_EVERY = 10  # a record every 0.2 time units
 MAIN_T = 40.0
 
 
@@ -48,9 +59,16 @@ def _regime_seed(key, static, args):
     out = {}
     for p in ps:
         A = A0[:, :p]
-        rec = train(LoraParams(jnp.zeros((spec.m, p), M.dtype), A), obj, 1.0, form="classic",
-                    opt=make_optimizer("flow", REGIME_DT), steps=steps,
-                    record_every=REGIME_EVERY, observe=observe).curves
+        rec = train(
+            LoraParams(jnp.zeros((spec.m, p), M.dtype), A),
+            obj,
+            1.0,
+            form="classic",
+            opt=make_optimizer("flow", REGIME_DT),
+            steps=steps,
+            record_every=REGIME_EVERY,
+            observe=observe,
+        ).curves
 
         def linear(t):
             Vh = thin_svd_of_product(*theory.classic_linear_phase(U, S, V, A, t), R_)[2]
@@ -58,17 +76,27 @@ def _regime_seed(key, static, args):
 
         lin = jax.vmap(linear)(t_grid)
         c1 = thin_svd_of_product(M @ A, A, R_)[2]
-        proj = lambda X: X @ jnp.swapaxes(X, -1, -2)  # noqa: E731
-        out[f"p{p}"] = {"ode": rec["loss"], "linear": lin["loss"], "first_order": right_loss(c1),
-                  "distance": jnp.linalg.norm(proj(rec["V"]) - proj(lin["V"]), axis=(-2, -1))}
+        proj = lambda X: X @ jnp.swapaxes(X, -1, -2)
+        out[f"p{p}"] = {
+            "ode": rec["loss"],
+            "linear": lin["loss"],
+            "first_order": right_loss(c1),
+            "distance": jnp.linalg.norm(proj(rec["V"]) - proj(lin["V"]), axis=(-2, -1)),
+        }
         if p == 8:
             V_hrp = rec["V"][int(round(10.0 / (REGIME_DT * REGIME_EVERY)))]  # T_p = 10
     main_steps = int(round(MAIN_T / REGIME_DT))
-    starts = {"random": A0[:, :R_], "hrp": eps_static * V_hrp, "aligned": eps_static * V[:, :R_]}
+    starts = {"gaussian": A0[:, :R_], "hrp": eps_static * V_hrp, "aligned": eps_static * V[:, :R_]}
     for name, A in starts.items():
-        curve = train(LoraParams(jnp.zeros((spec.m, R_), M.dtype), A), obj, 1.0, form="classic",
-                      opt=make_optimizer("flow", REGIME_DT), steps=main_steps,
-                      record_every=50).curves["loss"]
+        curve = train(
+            LoraParams(jnp.zeros((spec.m, R_), M.dtype), A),
+            obj,
+            1.0,
+            form="classic",
+            opt=make_optimizer("flow", REGIME_DT),
+            steps=main_steps,
+            record_every=50,
+        ).curves["loss"]
         out["main_" + name] = curve
     out["optimal"] = optimal_loss(pb, R_)
     return out
@@ -94,51 +122,121 @@ def check_preheat_regimes(ctx: Context) -> Outcome:
     seeds = st.seeds(200, 16)
     eps = 0.01
     spec = ProblemSpec(m=M_, n=N_, spectrum=GAP)
-    out = ctx.seeds_map(_regime_seed, (ProblemSpec(m=M_, n=N_), (4, 8, 16), eps),
-                        problem_arrays(spec), seeds, "10 preheat regimes")
+    out = ctx.seeds_map(
+        _regime_seed,
+        (ProblemSpec(m=M_, n=N_), (4, 8, 16), eps),
+        problem_arrays(spec),
+        seeds,
+        "10 preheat regimes",
+    )
     L_opt = float(np.mean(out["optimal"]))
     t = np.arange(out["p8"]["ode"].shape[1]) * REGIME_DT * REGIME_EVERY
-    at = lambda T: int(round(T / (REGIME_DT * REGIME_EVERY)))  # noqa: E731
+    at = lambda T: int(round(T / (REGIME_DT * REGIME_EVERY)))
     for p in (8, 16):
         for T in (1.0, 3.0):
             j = at(T)
             where = f"{GAP}, ε = {eps}, p = {p}, T_p = {T:g}"
-            rows.append(pathwise("10a linear regime: subspace = linearised", where +
-                                 ": ‖P_ODE − P_lin‖_F", out[f"p{p}"]["distance"][:, j], 1e-2, seeds))
-            rows.append(pathwise("10a linear regime: loss = linearised", where + ": relative "
-                                 "difference of the right-vector loss",
-                                 rel_error(out[f"p{p}"]["ode"][:, j], out[f"p{p}"]["linear"][:, j]), 1e-2, seeds))
+            rows.append(
+                pathwise(
+                    "10a linear regime: subspace = linearised",
+                    where + ": ‖P_ODE − P_lin‖_F",
+                    out[f"p{p}"]["distance"][:, j],
+                    1e-2,
+                    seeds,
+                )
+            )
+            rows.append(
+                pathwise(
+                    "10a linear regime: loss = linearised",
+                    where + ": relative difference of the right-vector loss",
+                    rel_error(out[f"p{p}"]["ode"][:, j], out[f"p{p}"]["linear"][:, j]),
+                    1e-2,
+                    seeds,
+                )
+            )
     j10 = at(10.0)
-    rows.append(bound("10b saturated: right vectors near-optimal", f"{GAP}, p = 8, T_p = 10: "
-                      "right-vector loss ≤ L_opt + 0.01", out["p8"]["ode"][:, j10], L_opt + 0.01, st))
+    rows.append(
+        bound(
+            "10b saturated: right vectors near-optimal",
+            f"{GAP}, p = 8, T_p = 10: right-vector loss ≤ L_opt + 0.01",
+            out["p8"]["ode"][:, j10],
+            L_opt + 0.01,
+            st,
+        )
+    )
     k20 = int(round(20.0 / (REGIME_DT * 50)))
     g_hrp = out["main_hrp"][:, k20] - out["optimal"]
-    g_rand = out["main_random"][:, k20] - out["optimal"]
+    g_rand = out["main_gaussian"][:, k20] - out["optimal"]
     ratio = g_hrp.mean() / g_rand.mean()
-    rows.append(Row("10b finite-budget gap ratio HRP/random (mean)", "classic main run, "
-                    "T = 20, p = 8, T_p = 10", 0.05, float(ratio), _ratio_se(g_hrp, g_rand), seeds,
-                    st.n_se_bound * _ratio_se(g_hrp, g_rand),
-                    bool(ratio <= 0.05 + st.n_se_bound * _ratio_se(g_hrp, g_rand)),
-                    f"ratio ≤ 0.05 + {st.n_se_bound:g} SE (delta method)", "upper bound"))
+    rows.append(
+        Row(
+            "10b finite-budget gap ratio HRP/random (mean)",
+            "classic main run, T = 20, p = 8, T_p = 10",
+            0.05,
+            float(ratio),
+            _ratio_se(g_hrp, g_rand),
+            seeds,
+            st.n_se_bound * _ratio_se(g_hrp, g_rand),
+            bool(ratio <= 0.05 + st.n_se_bound * _ratio_se(g_hrp, g_rand)),
+            f"ratio ≤ 0.05 + {st.n_se_bound:g} SE (delta method)",
+            "upper bound",
+        )
+    )
     med = np.median(g_hrp) / np.median(g_rand)
     mse = _median_ratio_se(g_hrp, g_rand, st.seed)
-    rows.append(Row("10b finite-budget gap ratio HRP/random (median)", "classic main run, "
-                    "T = 20, p = 8, T_p = 10", 0.05, float(med), mse, seeds,
-                    st.n_se_bound * mse, bool(med <= 0.05 + st.n_se_bound * mse),
-                    f"ratio ≤ 0.05 + {st.n_se_bound:g} SE (bootstrap)", "upper bound"))
+    rows.append(
+        Row(
+            "10b finite-budget gap ratio HRP/random (median)",
+            "classic main run, T = 20, p = 8, T_p = 10",
+            0.05,
+            float(med),
+            mse,
+            seeds,
+            st.n_se_bound * mse,
+            bool(med <= 0.05 + st.n_se_bound * mse),
+            f"ratio ≤ 0.05 + {st.n_se_bound:g} SE (bootstrap)",
+            "upper bound",
+        )
+    )
     j20 = at(20.0)
-    rows.append(bound("10c p = r gains nothing over p = 8", f"{GAP}, T_p = 20: right-vector loss "
-                      "L(p=4) − L(p=8), paired", out["p4"]["ode"][:, j20] - out["p8"]["ode"][:, j20],
-                      0.0, st, upper=False))
-    main_t = np.arange(out["main_random"].shape[1]) * REGIME_DT * 50
-    data = {"regimes": {"t": t.tolist(), "seeds": seeds, "eps": eps, "optimal": L_opt,
-                        "random": theory.freeze_a_mean(singular_values_of(GAP), N_, R_) / 2,
-                        "tau_sat": theory.saturation_time(1.0, eps**2), "sigma1": 1.0,
-                        **{f"p{p}": {k: np.mean(out[f"p{p}"][k], 0).tolist()
-                                    for k in ("ode", "linear", "first_order")}
-                           for p in (4, 8, 16)}},
-            "gap": {"t": main_t.tolist(), "seeds": seeds, "p": 8, "T_p": 10.0,
-                    **{name: {"mean": np.mean(g, 0).tolist(), "median": np.median(g, 0).tolist()}
-                       for name in ("random", "hrp", "aligned")
-                       for g in [out["main_" + name] - out["optimal"][:, None]]}}}
+    rows.append(
+        bound(
+            "10c p = r gains nothing over p = 8",
+            f"{GAP}, T_p = 20: right-vector loss L(p=4) − L(p=8), paired",
+            out["p4"]["ode"][:, j20] - out["p8"]["ode"][:, j20],
+            0.0,
+            st,
+            upper=False,
+        )
+    )
+    main_t = np.arange(out["main_gaussian"].shape[1]) * REGIME_DT * 50
+    data = {
+        "regimes": {
+            "t": t.tolist(),
+            "seeds": seeds,
+            "eps": eps,
+            "optimal": L_opt,
+            "random": theory.freeze_a_mean(singular_values_of(GAP), N_, R_) / 2,
+            "tau_sat": theory.saturation_time(1.0, eps**2),
+            "sigma1": 1.0,
+            **{
+                f"p{p}": {
+                    k: np.mean(out[f"p{p}"][k], 0).tolist()
+                    for k in ("ode", "linear", "first_order")
+                }
+                for p in (4, 8, 16)
+            },
+        },
+        "gap": {
+            "t": main_t.tolist(),
+            "seeds": seeds,
+            "p": 8,
+            "T_p": 10.0,
+            **{
+                name: {"mean": np.mean(g, 0).tolist(), "median": np.median(g, 0).tolist()}
+                for name in ("gaussian", "hrp", "aligned")
+                for g in [out["main_" + name] - out["optimal"][:, None]]
+            },
+        },
+    }
     return Outcome(rows, data)

@@ -14,8 +14,14 @@ from pathlib import Path
 from ..results import new_run_id, provenance, write_json, write_png, write_text
 
 #: How the terminal table marks what a prediction is.
-MARK = {"expectation": "≈", "upper bound": "≤", "lower bound": "≥", "level": ">", "zero": "",
-        "band": "±"}
+MARK = {
+    "expectation": "≈",
+    "upper bound": "≤",
+    "lower bound": "≥",
+    "level": ">",
+    "zero": "",
+    "band": "±",
+}
 
 
 def _num(x) -> str:
@@ -29,20 +35,28 @@ def _short(x) -> str:
 def verify_table(result: dict) -> str:
     """Terminal table: one row per verdict; the prediction column's mark says what it holds
     (≈ expected value, ≤ upper bound, ≥ lower bound, > level to exceed, ± band centre)."""
-    head = (f"{'check':<52}{'prediction':>15}{'measured':>13}{'SE':>11}{'tol':>10}{'seeds':>8}"
-            "  verdict")
+    head = (
+        f"{'check':<52}{'prediction':>15}{'measured':>13}{'SE':>11}{'tol':>10}{'seeds':>8}  verdict"
+    )
     lines = [head, "-" * len(head)]
     for c in result["checks"]:
         pred = f"{MARK.get(c.get('kind', 'expectation'), '')} {_num(c['prediction'])}".strip()
         seeds = f"{c['seeds']}" + (f"+{c['diverged']}d" if c.get("diverged") else "")
-        lines.append(f"{c['name'][:51]:<52}{pred:>15}{_num(c['measured']):>13}"
-                     f"{_short(c['se']):>11}{_short(c['tolerance']):>10}{seeds:>8}  "
-                     f"{'pass' if c['passed'] else 'FAIL'}")
+        lines.append(
+            f"{c['name'][:51]:<52}{pred:>15}{_num(c['measured']):>13}"
+            f"{_short(c['se']):>11}{_short(c['tolerance']):>10}{seeds:>8}  "
+            f"{'pass' if c['passed'] else 'FAIL'}"
+        )
     n_ok = sum(c["passed"] for c in result["checks"])
-    lines.append(f"{n_ok}/{len(result['checks'])} rows pass"
-                 + (" (INTERRUPTED: partial catalogue)" if result["interrupted"] else "")
-                 + ("; '+Nd': N seeds diverged (left out; the row fails)"
-                    if any(c.get("diverged") for c in result["checks"]) else ""))
+    lines.append(
+        f"{n_ok}/{len(result['checks'])} rows pass"
+        + (" (INTERRUPTED: partial catalogue)" if result["interrupted"] else "")
+        + (
+            "; '+Nd': N seeds diverged (left out; the row fails)"
+            if any(c.get("diverged") for c in result["checks"])
+            else ""
+        )
+    )
     return "\n".join(lines)
 
 
@@ -61,28 +75,56 @@ def _prediction(c: dict) -> str:
 def verify_markdown(result: dict, figures: dict) -> str:
     """The Markdown report: verdict, the runs it gathers, the full table, timings, figures."""
     n_ok = sum(c["passed"] for c in result["checks"])
-    out = ["# hrp-theory: the theory's checks vs Monte Carlo", "",
-           f"**Verdict: {'ALL PASS' if result['passed'] else 'FAILURES'}** — {n_ok}/"
-           f"{len(result['checks'])} rows pass, float64.", "",
-           "Values are R = ‖(M − BAᵀ)Σ^{1/2}‖² (twice the loss) unless the setting says loss. "
-           "The prediction column says what it holds: an expected value, an upper or lower bound, "
-           "a level the mean must exceed, 0 (a pathwise error or a count), or the centre of a "
-           "relative band.", "", "| run | settings |", "|---|---|"]
+    out = [
+        "# hrp-theory: the theory's checks vs Monte Carlo",
+        "",
+        f"**Verdict: {'ALL PASS' if result['passed'] else 'FAILURES'}** — {n_ok}/"
+        f"{len(result['checks'])} rows pass, float64.",
+        "",
+        "Values are R = ‖(M − BAᵀ)Σ^{1/2}‖² (twice the loss) unless the setting says loss. "
+        "The prediction column says what it holds: an expected value, an upper or lower bound, "
+        "a level the mean must exceed, 0 (a pathwise error or a count), or the centre of a "
+        "relative band.",
+        "",
+        "| run | settings |",
+        "|---|---|",
+    ]
     for rid, run in result["runs"].items():
         st = run["settings"]
-        out.append(f"| {rid[:8]} | {'quick' if st['quick'] else 'full'}, root seed {st['seed']}, "
-                   f"expectations within {st['n_se_expect']:g} SE, bounds within "
-                   f"{st['n_se_bound']:g} SE, pathwise at {st['pathwise_tol']:g}"
-                   + (" (INTERRUPTED)" if run.get("interrupted") else "") + " |")
-    out += ["", "| check | setting | prediction | measured | SE | tolerance | seeds | diverged | "
-            "rule | run | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        out.append(
+            f"| {rid[:8]} | {'quick' if st['quick'] else 'full'}, root seed {st['seed']}, "
+            f"expectations within {st['n_se_expect']:g} SE, bounds within "
+            f"{st['n_se_bound']:g} SE, pathwise at {st['pathwise_tol']:g}"
+            + (" (INTERRUPTED)" if run.get("interrupted") else "")
+            + " |"
+        )
+    out += [
+        "",
+        "| check | setting | prediction | measured | SE | tolerance | seeds | diverged | "
+        "rule | run | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in result["checks"]:
-        cells = [c["name"], c["setting"], _prediction(c), _num(c["measured"]), _num(c["se"]),
-                 _num(c["tolerance"]), c["seeds"], c.get("diverged", 0), c["rule"],
-                 c.get("run_id", "")[:8], "pass" if c["passed"] else "**FAIL**"]
+        cells = [
+            c["name"],
+            c["setting"],
+            _prediction(c),
+            _num(c["measured"]),
+            _num(c["se"]),
+            _num(c["tolerance"]),
+            c["seeds"],
+            c.get("diverged", 0),
+            c["rule"],
+            c.get("run_id", "")[:8],
+            "pass" if c["passed"] else "**FAIL**",
+        ]
         out.append("| " + " | ".join(_cell(x) for x in cells) + " |")
-    out += ["", "Wall time per check (s): " + ", ".join(
-        f"{k} {v:.1f}" for k, v in result["timings_s"].items()), ""]
+    out += [
+        "",
+        "Wall time per check (s): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_s"].items()),
+        "",
+    ]
     for key, path in figures.items():
         out += [f"## {key}", "", f"![{key}]({Path(path).name})", ""]
     return "\n".join(out)
@@ -93,8 +135,11 @@ def _previous(path: Path) -> dict | None:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    ok = isinstance(doc, dict) and isinstance(doc.get("checks"), list) and all(
-        isinstance(c, dict) and "check" in c and "run_id" in c for c in doc["checks"])
+    ok = (
+        isinstance(doc, dict)
+        and isinstance(doc.get("checks"), list)
+        and all(isinstance(c, dict) and "check" in c and "run_id" in c for c in doc["checks"])
+    )
     return doc if ok else None
 
 
@@ -109,8 +154,12 @@ def merge(result: dict, previous: dict | None, run_id: str) -> dict:
         kept = [c for c in previous["checks"] if c["check"] not in redone]
         rows = kept + rows
         for c in kept:
-            runs.setdefault(c["run_id"], previous.get("runs", {}).get(
-                c["run_id"], {"settings": previous.get("settings", result["settings"])}))
+            runs.setdefault(
+                c["run_id"],
+                previous.get("runs", {}).get(
+                    c["run_id"], {"settings": previous.get("settings", result["settings"])}
+                ),
+            )
         data = {k: v for k, v in previous.get("data", {}).items()}
         timings = {k: v for k, v in previous.get("timings_s", {}).items() if k not in redone}
     data.update(result["data"])
@@ -118,9 +167,16 @@ def merge(result: dict, previous: dict | None, run_id: str) -> dict:
     order = {name: i for i, name in enumerate(_catalogue())}
     rows.sort(key=lambda c: order.get(c["check"], len(order)))
     interrupted = result["interrupted"]
-    return {"passed": bool(rows) and all(c["passed"] for c in rows) and not interrupted,
-            "checks": rows, "data": data, "timings_s": timings, "runs": runs,
-            "settings": result["settings"], "interrupted": interrupted, "run_id": run_id}
+    return {
+        "passed": bool(rows) and all(c["passed"] for c in rows) and not interrupted,
+        "checks": rows,
+        "data": data,
+        "timings_s": timings,
+        "runs": runs,
+        "settings": result["settings"],
+        "interrupted": interrupted,
+        "run_id": run_id,
+    }
 
 
 def _catalogue():
@@ -139,13 +195,17 @@ def save(result: dict, out_dir, json_path=None, figures: bool = True) -> tuple[d
     merged = merge(result, _previous(out / "verify.json"), new_run_id())
     figs = {}
     if figures:
-        figs = {key: write_png(out / f"{key}.png", fn(merged["data"][key]))
-                for key, fn in VERIFY_FIGURES.items() if key in merged["data"]}
+        figs = {
+            key: write_png(out / f"{key}.png", fn(merged["data"][key]))
+            for key, fn in VERIFY_FIGURES.items()
+            if key in merged["data"]
+        }
     prov = provenance()
     paths = {"json": write_json(out / "verify.json", dict(merged, provenance=prov))}
     if json_path is not None:  # this run's verdicts alone
-        paths["json_copy"] = write_json(json_path, dict(result, run_id=merged["run_id"],
-                                                        provenance=prov))
+        paths["json_copy"] = write_json(
+            json_path, dict(result, run_id=merged["run_id"], provenance=prov)
+        )
     paths["report"] = write_text(out / "report.md", verify_markdown(merged, figs))
     paths.update({f"fig_{k}": v for k, v in figs.items()})
     return merged, {k: str(v) for k, v in paths.items()}

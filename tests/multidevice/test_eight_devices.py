@@ -8,10 +8,10 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
+from helpers import config  # noqa: E402
+
 from hrp_theory import run_experiment  # noqa: E402
 from hrp_theory.devices import chunk_length  # noqa: E402
-
-from helpers import config  # noqa: E402
 
 
 def test_eight_fake_devices_exist():

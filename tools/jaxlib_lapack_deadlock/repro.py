@@ -17,10 +17,11 @@ import time
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import Mesh, PartitionSpec as P  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 jax.config.update("jax_enable_x64", True)
 
@@ -39,8 +40,11 @@ def local(x):  # x: (8, 64, 64) on each device
 
 f = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P("d"), out_specs=P("d")))
 x = jax.random.normal(jax.random.key(0), (16, 64, 64))
-print(f"pid {os.getpid()}, jax {jax.__version__}, {len(jax.devices())} CPU devices, "
-      f"{'hrp_theory.linalg.qr' if fixed else 'jnp.linalg.qr'}", flush=True)
+print(
+    f"pid {os.getpid()}, jax {jax.__version__}, {len(jax.devices())} CPU devices, "
+    f"{'hrp_theory.linalg.qr' if fixed else 'jnp.linalg.qr'}",
+    flush=True,
+)
 t0 = time.time()
 for i in range(300):
     jax.block_until_ready(f(x + i))
