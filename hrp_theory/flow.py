@@ -12,7 +12,7 @@ Two integrators:
   at a steady state.
 
 With ``Σ = I`` and ``s = 1`` the classic flow is ``dB/dt = (M − BAᵀ)A``, ``dA/dt = (M − BAᵀ)ᵀB``
-and conserves ``BᵀB − AᵀA`` (THEORY §5.4); the freeze-A flow is the linear ODE of THEORY §3.1.
+and conserves ``BᵀB − AᵀA`` (docs/theory.md §5.4); the freeze-A flow is the linear ODE of docs/theory.md §3.1.
 """
 
 from __future__ import annotations
@@ -94,9 +94,12 @@ def gradient_flow(
     observed at ``t_k = k·t_end/saves``, ``k = 0 … saves``.
 
     Args:
-      params: initial ``(B, A)``; obj: the objective; s: LoRA scale.
+      params: initial ``(B, A)``.
+      obj: the objective.
+      s: LoRA scale.
       form: ``classic``, ``freeze-a`` or ``freeze-b`` (static).
-      t_end, saves: horizon and number of save intervals (static).
+      t_end: horizon (static).
+      saves: number of save intervals (static).
       method: ``rk4`` / ``euler`` (fixed step ``dt``, which must divide ``t_end/saves``) or
         ``tsit5`` (adaptive, ``dt`` is the first step, error ≤ ``rtol·|x| + atol`` per step).
       steady_state: tsit5 only — stop once ``‖ẋ‖ ≤ rtol·‖x‖ + atol``; later saves repeat the

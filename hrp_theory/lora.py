@@ -4,12 +4,12 @@
 ``lora_A.weight`` is ``Aᵀ``). Forms:
 
 * ``classic``  — both factors trained;
-* ``freeze-a`` — ``A`` frozen, ``B`` trained (asymmetric LoRA, THEORY §3);
+* ``freeze-a`` — ``A`` frozen, ``B`` trained (asymmetric LoRA, docs/theory.md §3);
 * ``freeze-b`` — ``B`` frozen, ``A`` trained (the mirror). Random and direction inits then put
   the direction on ``B`` and start from ``A = 0``.
 
 Scaling ``s = α/r`` (``alpha/r``, PEFT) or ``α/√r`` (``alpha/sqrt-r``, rsLoRA); ``alpha=None``
-means ``α = r`` resp. ``α = √r``, i.e. ``s = 1``, so THEORY's formulas apply unchanged.
+means ``α = r`` resp. ``α = √r``, i.e. ``s = 1``, so the theory's formulas apply unchanged.
 """
 
 from __future__ import annotations

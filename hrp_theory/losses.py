@@ -23,7 +23,7 @@ from .lora import LoraParams
 
 class DiagonalC(NamedTuple):
     """``C = diag(s)`` as an ``(m, n)`` matrix, ``k = len(s) ≤ min(m, n)``: a whitened population
-    target in its own singular basis (the spectral fast path, THEORY's ``M = diag(σ)``).
+    target in its own singular basis (the spectral fast path, the theory's ``M = diag(σ)``).
 
     A pytree whose zero-width ``rows`` (m, 0) and ``cols`` (n, 0) carry the shape. ``C @ X`` and
     ``ct_times(C, Y)`` cost ``O(k·r)`` instead of ``O(m·n·r)``.

@@ -1,6 +1,6 @@
 """Synthetic low-rank regression problems ``W_target = W0 + M``.
 
-Convention (THEORY §2): a layer is ``y = W x`` with ``W ∈ R^{m×n}``; the LoRA update is
+Convention (docs/theory.md §2): a layer is ``y = W x`` with ``W ∈ R^{m×n}``; the LoRA update is
 ``s·B Aᵀ`` with ``B ∈ R^{m×r}`` (output side) and ``A ∈ R^{n×r}`` (input side). With input
 covariance ``Σ`` the population loss is ``L = ½‖(M − s·B Aᵀ) Σ^{1/2}‖²_F``.
 
@@ -14,7 +14,7 @@ Spectra are given as strings (the CLI's ``--spectrum``):
                           (default 0.1)
 ``flat``                  all ``rank`` values equal to 1
 ``values:v1,v2,…``        the listed values, taken literally (sorted, descending)
-``gap:k:g``               THEORY §5.4's eigengap spectrum: ``1, 0.9, …, 1 − 0.1(k−1)``, then
+``gap:k:g``               docs/theory.md §5.4's eigengap spectrum: ``1, 0.9, …, 1 − 0.1(k−1)``, then
                           ``(σ_k − g)·0.85^j``: the gap ``σ_k − σ_{k+1}`` is ``g``
                           (``gap:4:0.1`` is ``(1, .9, .8, .7, .6·.85^j)``)
 ========================  =====================================================
@@ -24,7 +24,7 @@ Spectra are given as strings (the CLI's ``--spectrum``):
 
 Input covariances (``--sigma``): ``identity``, or ``power:β[:basis]`` with eigenvalues
 ``λ_i ∝ i^{-β}`` normalised to mean 1, in a ``random`` (Haar) eigenbasis, an ``adversarial`` one
-(the smallest eigenvalues on ``M``'s top right singular vectors, THEORY §6) or an ``aligned`` one
+(the smallest eigenvalues on ``M``'s top right singular vectors, docs/theory.md §6) or an ``aligned`` one
 (the largest eigenvalues there).
 """
 

@@ -89,9 +89,13 @@ def map_seeds(
       fn: a module-level function (it keys the compile cache, with ``static``).
       static: hashable settings that shape the program.
       args: a pytree of arrays, traced (a sweep over them compiles once).
-      seeds, seed: how many seeds, and the root seed.
-      chunk_size, batch_size, devices: see ``devices.chunk_length`` / ``vmap_batch`` /
-        ``local_devices``.
+      seeds: how many seeds.
+      seed: the root seed.
+      chunk_size: seeds per jitted call (``devices.chunk_length``).
+      batch_size: seeds vmapped together on a device (``devices.vmap_batch``).
+      devices: local devices to shard over (``devices.local_devices``).
+      desc: the progress bar's label.
+      progress: show a progress bar.
       reduce: ``host chunk -> pytree of arrays (seeds first)``; when given, each chunk is folded
         into streaming ``stats.Moments`` and dropped, and ``out`` is the pytree of ``Moments``.
 

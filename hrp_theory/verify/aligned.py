@@ -39,7 +39,7 @@ def check_aligned(ctx: Context) -> Outcome:
             1e-2 * st.pathwise_tol,
             3,
         )
-    )  # THEORY: T_r to 1e-10
+    )  # docs/theory.md §8.2: T_r to 1e-10
     dt, t_end = 0.02, 6.0  # t = 1.5, 3, 4.5, 6 = (0.5, 1, 1.5, 2)/s²
     res = ctx.run(
         experiment(
