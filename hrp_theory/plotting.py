@@ -107,14 +107,15 @@ def loss_curves(summary: dict) -> Figure:
     return fig
 
 
-def final_distribution(summary: dict, excess: dict) -> Figure:
+def final_distribution(summary: dict, res) -> Figure:
     """Distribution of the final excess loss per init over the seeds that did not diverge (box
-    plot, log scale); ``excess`` maps each init to its per-seed final excess loss."""
+    plot, log scale), from a run's per-seed results (an ``ExperimentResult``)."""
     names = list(summary["inits"])
     floor = resolution_floor(summary)
+    view = res.view()
     data = []
     for n in names:
-        x = np.asarray(excess[n], float)
+        x = np.asarray(view[n]["excess_loss"], float)
         data.append(np.maximum(x[np.isfinite(x)], floor))
     fig, ax = _subplots(figsize=(7.5, 4.2))
     bp = ax.boxplot(data, whis=(5, 95), showmeans=True, patch_artist=True)
@@ -144,10 +145,8 @@ def save_figures(summary: dict, res, out_dir) -> dict:
     out = Path(out_dir)
     paths = {"fig_curves": save_png(loss_curves(summary), out / "curves.png")}
     if res.per_seed is not None:  # the distribution needs the per-seed values
-        view = res.view()
-        excess = {n: view[n]["excess_loss"] for n in summary["inits"]}
         paths["fig_distribution"] = save_png(
-            final_distribution(summary, excess), out / "distribution.png"
+            final_distribution(summary, res), out / "distribution.png"
         )
     return paths
 
