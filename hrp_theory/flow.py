@@ -12,7 +12,8 @@ Two integrators:
   at a steady state.
 
 With ``Σ = I`` and ``s = 1`` the classic flow is ``dB/dt = (M − BAᵀ)A``, ``dA/dt = (M − BAᵀ)ᵀB``
-and conserves ``BᵀB − AᵀA`` (docs/theory.md §5.4); the freeze-A flow is the linear ODE of docs/theory.md §3.1.
+and conserves ``BᵀB − AᵀA`` (docs/theory.md §5.4); the freeze-A flow is the linear ODE of
+docs/theory.md §3.1.
 """
 
 from __future__ import annotations

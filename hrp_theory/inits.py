@@ -10,8 +10,10 @@ Every init returns ``(LoraParams, dW0)``: the factors, and the change of the fro
 ``aligned``     oracle: ``A = c·V_r(M)``, ``B = 0``
 ``aligned-sigma``  Σ-aware oracle: ``A = c·orth(Σ^{-1/2} V_r(MΣ^{1/2}))`` (= ``aligned`` if Σ = I)
 ``hrp``         preheat-then-SVD (``preheat.py``): ``A = c·V̂_r``, ``B = 0``
-``hrp-sigma``   Σ-aware HRP (docs/theory.md §6): SVD of ``B_pA_pᵀΣ^{1/2}``, ``A = c·orth(Σ^{-1/2}V̂_r)``
-``hrp-2s``      two-sided HRP (``preheat.py``, docs/theory.md §5.5): ``A = c·V_r(QᵀC)``, ``Q = orth(B_p)``
+``hrp-sigma``   Σ-aware HRP (docs/theory.md §6): SVD of ``B_pA_pᵀΣ^{1/2}``,
+                ``A = c·orth(Σ^{-1/2}V̂_r)``
+``hrp-2s``      two-sided HRP (``preheat.py``, docs/theory.md §5.5): ``A = c·V_r(QᵀC)``,
+                ``Q = orth(B_p)``
 ``pissa``       ``B = U_r(W0)S_r^{1/2}/√s``, ``A = V_r(W0)S_r^{1/2}/√s``, ``W0 ← W0 − [W0]_r``
 ``olora``       ``W0 = QR``: ``B = Q[:, :r]``, ``A = R[:r]ᵀ``, ``W0 ← W0 − s·BAᵀ``
 ``lora-ga``     SVD of the full gradient ``G = −C``: ``A = V_{1:r}``, ``B = U_{r+1:2r}``, both times

@@ -9,17 +9,19 @@
 
 The main run then starts from ``A = c·V̂_r, B = 0`` (``inits.hrp``).
 
-**Σ-aware HRP** (``sigma_aware=True``, docs/theory.md §6): the SVD is of ``B_p A_pᵀ Σ^{1/2}`` (factors
-``B_p`` and ``Σ^{1/2}A_p``), so ``V̂_r`` lives in whitened coordinates; ``inits.hrp-sigma`` maps it
-back, ``A ∝ orth(Σ^{-1/2} V̂_r)``. It uses ``obj.sigma_half`` (the population ``Σ^{1/2}``; for a
-real layer, the covariance estimated from activations). With ``Σ = I`` it is plain HRP.
+**Σ-aware HRP** (``sigma_aware=True``, docs/theory.md §6): the SVD is of ``B_p A_pᵀ Σ^{1/2}``
+(factors ``B_p`` and ``Σ^{1/2}A_p``), so ``V̂_r`` lives in whitened coordinates;
+``inits.hrp-sigma`` maps it back, ``A ∝ orth(Σ^{-1/2} V̂_r)``. It uses ``obj.sigma_half`` (the
+population ``Σ^{1/2}``; for a real layer, the covariance estimated from activations). With
+``Σ = I`` it is plain HRP.
 
-**Two-sided HRP** (``two_sided=True``, docs/theory.md §5.5, not the paper's recipe): keep the preheat's
-*left* factor, ``Q = orth(B_p)`` (a randomized range finder: ``range(B_p) ≈ range(M A_p)``),
-take one gradient ``−∂L/∂A`` at ``(B, A) = (Q, 0)``, which is ``s·CᵀQ``, and read the top-r
-right singular vectors of ``QᵀC``. Then ``‖M(I − P_{V̂_r})‖² ≤ ‖M − [P_Y M]_r‖²`` pathwise, so
-the fixed-rank HMT bound ``(1 + r/(p−r−1))·T_r`` holds in expectation when ``B_p = M A_p`` (one
-freeze-A GD step of learning rate 1 from ``B_p = 0``).
+**Two-sided HRP** (``two_sided=True``, docs/theory.md §5.5, not the paper's recipe): keep the
+preheat's *left* factor, ``Q = orth(B_p)`` (a randomized range finder:
+``range(B_p) ≈ range(M A_p)``), take one gradient ``−∂L/∂A`` at ``(B, A) = (Q, 0)``, which is
+``s·CᵀQ``, and read the top-r right singular vectors of ``QᵀC``. Then
+``‖M(I − P_{V̂_r})‖² ≤ ‖M − [P_Y M]_r‖²`` pathwise, so the fixed-rank HMT bound
+``(1 + r/(p−r−1))·T_r`` holds in expectation when ``B_p = M A_p`` (one freeze-A GD step of
+learning rate 1 from ``B_p = 0``).
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ def freeze_a_limit(A_p: jax.Array, obj: Objective, s):
 
 
 def converged_freeze_a(A_p: jax.Array, obj: Objective, s) -> jax.Array:
-    """Exact limit of the freeze-A flow/GD: ``B_∞ = C A_p (A_pᵀ Σ A_p)^{-1} / s`` (docs/theory.md §3.1)."""
+    """Exact limit of the freeze-A flow/GD: ``B_∞ = C A_p (A_pᵀ Σ A_p)^{-1} / s``
+    (docs/theory.md §3.1)."""
     K, _, R = freeze_a_limit(A_p, obj, s)
     return _b_from_limit(K, R)
 

@@ -24,8 +24,8 @@ Spectra are given as strings (the CLI's ``--spectrum``):
 
 Input covariances (``--sigma``): ``identity``, or ``power:β[:basis]`` with eigenvalues
 ``λ_i ∝ i^{-β}`` normalised to mean 1, in a ``random`` (Haar) eigenbasis, an ``adversarial`` one
-(the smallest eigenvalues on ``M``'s top right singular vectors, docs/theory.md §6) or an ``aligned`` one
-(the largest eigenvalues there).
+(the smallest eigenvalues on ``M``'s top right singular vectors, docs/theory.md §6) or an
+``aligned`` one (the largest eigenvalues there).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Closed forms and bounds of docs/theory.md §0 and §3–§6, as functions of (σ, m, n, r, p, Σ, t).
 
-Values are residual energies ``R = ‖(M − BAᵀ)Σ^{1/2}‖²_F`` (twice the loss), as in docs/theory.md §8.
+Values are residual energies ``R = ‖(M − BAᵀ)Σ^{1/2}‖²_F`` (twice the loss), as in
+docs/theory.md §8.
 ``sigma`` is the vector of singular values of ``M`` (zeros allowed); ``F = Σσᵢ²``,
 ``E_r = Σ_{i≤r}σᵢ²``, ``T_r = Σ_{i>r}σᵢ²``. Host-side NumPy/SciPy in float64, except the few
 matrix-valued closed forms (``freeze_a_flow``, ``classic_linear_phase``), which are JAX so they

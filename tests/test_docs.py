@@ -18,20 +18,26 @@ def python_blocks(path: Path) -> list[str]:
     return BLOCK.findall(path.read_text())
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=lambda p: p.name)
 def test_python_blocks_run_as_written(page, tmp_path):
     code = "\n".join(python_blocks(page))
     env = dict(os.environ, MPLBACKEND="Agg")
     env.pop("XLA_FLAGS", None)
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, f"{page.name}:\n{run.stderr[-3000:]}"
 
 
 def theory_sections() -> set[str]:
-    heads = re.findall(r"^#{2,3} §(\d+(?:\.\d+)?)\b", (ROOT / "docs" / "theory.md").read_text(),
-                       re.M)
+    heads = re.findall(
+        r"^#{2,3} §(\d+(?:\.\d+)?)\b", (ROOT / "docs" / "theory.md").read_text(), re.M
+    )
     return set(heads)
 
 
@@ -48,7 +54,10 @@ def test_every_section_the_code_cites_exists():
 
 def test_code_cites_no_file_outside_the_repository():
     """No reference to the notes the project started from (THEORY.md, REAL_DATA.md)."""
-    bad = [f"{p.relative_to(ROOT)}:{i + 1}" for p in (ROOT / "hrp_theory").rglob("*.py")
-           for i, line in enumerate(p.read_text().splitlines())
-           if re.search(r"THEORY(\.md)? ?§|THEORY\.md|REAL_DATA|DESIGN\.md", line)]
+    bad = [
+        f"{p.relative_to(ROOT)}:{i + 1}"
+        for p in (ROOT / "hrp_theory").rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines())
+        if re.search(r"THEORY(\.md)? ?§|THEORY\.md|REAL_DATA|DESIGN\.md", line)
+    ]
     assert not bad, bad

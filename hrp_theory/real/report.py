@@ -11,10 +11,15 @@ import numpy as np
 from ..results import provenance, write_json, write_npz, write_text
 
 METRICS = (
-    ("captured_energy", "captured energy of ΔW's top-r (raw)", "viridis", False),
-    ("captured_energy_whitened", "captured energy of [ΔWΣ^{1/2}]_r (whitened)", "viridis", False),
-    ("loss_freeze_a_limit", "excess loss, freeze-A limit / L(0)", "magma_r", True),
-    ("loss", "excess loss, K classic steps / L(0)", "magma_r", True),
+    ("captured_energy", r"captured energy of $[\Delta W]_r$ (raw)", "viridis", False),
+    (
+        "captured_energy_whitened",
+        r"captured energy of $[\Delta W \Sigma^{1/2}]_r$ (whitened)",
+        "viridis",
+        False,
+    ),
+    ("loss_freeze_a_limit", r"excess loss $(L - L^*_r)/L(0)$, freeze-A limit", "magma_r", True),
+    ("loss", r"excess loss $(L - L^*_r)/L(0)$, K classic steps", "magma_r", True),
 )
 
 
