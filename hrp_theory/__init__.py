@@ -31,7 +31,7 @@ from .problems import (
 )
 from .report import save_experiment, summarize_experiment, table
 from .results import load_run
-from .runtime import configure
+from .runtime import compile_cache, configure
 from .seeds import map_seeds, root_key
 from .stats import DIVERGENCE_FACTOR, diverged, paired_difference, summarize
 
@@ -71,6 +71,7 @@ __all__ = [
     "ProblemSpec",
     "TrainResult",
     "TrainSpec",
+    "compile_cache",
     "configure",
     "direction_metrics",
     "distributed",

@@ -17,6 +17,10 @@ from .validation import optional_positive_int
 
 #: Seeds per device in one jitted call when no chunk size is given.
 CHUNK_PER_DEVICE = 64
+#: ... and when a seed's program is small (the reduced basis: matrices of a few times r).
+SMALL_CHUNK_PER_DEVICE = 1024
+#: Seeds vmapped together on a CPU device when a seed's program is small.
+SMALL_BATCH = 16
 
 
 def local_devices(devices: int | None = None) -> int:
@@ -35,22 +39,30 @@ def local_devices(devices: int | None = None) -> int:
     return devices
 
 
-def chunk_length(seeds: int, chunk_size: int | None = None, devices: int = 1) -> int:
-    """Seeds per jitted call: ``chunk_size`` if given, else at most 64 per device, evenly split;
-    rounded up to a multiple of ``devices`` (the extra seeds are computed and dropped)."""
+def chunk_length(
+    seeds: int, chunk_size: int | None = None, devices: int = 1, small: bool = False
+) -> int:
+    """Seeds per jitted call: ``chunk_size`` if given, else at most 64 per device (1024 for a
+    ``small`` program), evenly split; rounded up to a multiple of ``devices`` (the extra seeds
+    are computed and dropped)."""
     if chunk_size is not None:
         chunk = min(chunk_size, seeds)
     else:
-        n_chunks = -(-seeds // (CHUNK_PER_DEVICE * devices))
+        per_device = SMALL_CHUNK_PER_DEVICE if small else CHUNK_PER_DEVICE
+        n_chunks = -(-seeds // (per_device * devices))
         chunk = -(-seeds // n_chunks)
     return -(-chunk // devices) * devices
 
 
-def vmap_batch(batch_size: int | None, per_device: int) -> int:
+def vmap_batch(batch_size: int | None, per_device: int, small: bool = False) -> int:
     """Seeds vmapped together on one device: ``batch_size`` (at most the device's share of the
-    chunk); by default 1 on CPU (the fastest there) and the whole share on an accelerator."""
+    chunk); by default the whole share on an accelerator, and on a CPU 1 (the fastest for
+    matrices of the problem's size) or 16 for a ``small`` program (the reduced basis, whose
+    matrices are a few times r: one seed at a time leaves the CPU waiting on dispatch)."""
     if batch_size is None:
-        return 1 if jax.default_backend() == "cpu" else per_device
+        if jax.default_backend() != "cpu":
+            return per_device
+        batch_size = SMALL_BATCH if small else 1
     return min(batch_size, per_device)
 
 

@@ -39,6 +39,7 @@ from .losses import population_loss
 from .metrics import direction_metrics, time_to_excess
 from .preheat import check_preheat
 from .problems import (
+    Basis,
     ProblemArrays,
     ProblemSpec,
     build_problem,
@@ -60,7 +61,7 @@ from .validation import (
 )
 from .validation import seed as check_seed
 
-BASES = ("auto", "dense", "spectral")
+BASES = ("auto", "dense", "spectral", "reduced")
 #: Optimizers whose update commutes with rotations of the factors (Adam's per-coordinate
 #: scaling does not).
 EQUIVARIANT_OPTIMIZERS = ("gd", "sgd", "flow")
@@ -89,14 +90,16 @@ class ExperimentConfig:
       base: random family HRP's ``A_p`` and the direction scale ``c`` come from.
       init_std: Gaussian entry std (default ``1/√(3n)``, Kaiming's).
       seeds, seed: number of seeds and the root seed (an integer in ``[0, 2⁶⁴)``).
-      chunk_size: seeds per jitted call (default: ≤ 64 per device, evenly split).
-      batch_size: seeds vmapped together on one device (default 1 on CPU, the device's share of
-        the chunk on an accelerator).
+      chunk_size: seeds per jitted call (default: ≤ 64 per device, ≤ 1024 in the reduced
+        basis, evenly split).
+      batch_size: seeds vmapped together on one device (default on CPU 1, 16 in the reduced
+        basis; the device's share of the chunk on an accelerator).
       devices: local devices the seed axis is sharded over (default: all of the default
         backend's, resolved when the run starts).
-      basis: ``auto`` (the spectral fast path where it is exact, else dense), ``dense``, or
-        ``spectral`` (forced: refused where impossible, a loud warning where only inexact); see
-        ``spectral_obstacles``.
+      basis: ``auto`` (the reduced basis where it is exact, else the spectral one where that
+        is, else dense), ``dense``, ``spectral`` or ``reduced`` (forced: refused where
+        impossible, a loud warning where only inexact); see ``spectral_obstacles`` and
+        ``reduced_obstacles``.
       eps: excess-loss level for the time-to-ε metric.
     """
 
@@ -134,17 +137,18 @@ class ExperimentConfig:
         optional_positive_int(self.devices, "devices")
         positive_number(self.eps, "eps")
         one_of(self.basis, "basis", BASES)
-        if self.basis == "spectral":
-            impossible, inexact = spectral_obstacles(self)
+        if self.basis in ("spectral", "reduced"):
+            obstacles = spectral_obstacles if self.basis == "spectral" else reduced_obstacles
+            impossible, inexact = obstacles(self)
             if impossible:
                 raise ValueError(
-                    "basis: the spectral fast path cannot run this config: "
+                    f"basis: the {self.basis} basis cannot run this config: "
                     + "; ".join(impossible)
                     + ". Use --basis dense (or auto)"
                 )
             if inexact:
                 warnings.warn(
-                    "basis=spectral is NOT exact here: "
+                    f"basis={self.basis} is NOT exact here: "
                     + "; ".join(inexact)
                     + ". Results are then a different experiment from the dense one; "
                     "use --basis auto to run dense",
@@ -153,10 +157,8 @@ class ExperimentConfig:
 
     @property
     def spectral(self) -> bool:
-        """Whether seeds run in ``M``'s singular basis (``problems.spectral_problem``)."""
-        if self.basis == "auto":
-            return not any(spectral_obstacles(self))
-        return self.basis == "spectral"
+        """Whether seeds run in ``M``'s singular basis (spectral or reduced)."""
+        return resolve_basis(self).kind != "dense"
 
     @property
     def preheats(self) -> bool:
@@ -210,6 +212,66 @@ def spectral_obstacles(config: ExperimentConfig) -> tuple[list[str], list[str]]:
     return impossible, inexact
 
 
+def target_rank(spec: ProblemSpec) -> int:
+    """k: the number of nonzero singular values of the spec's target."""
+    return int(np.count_nonzero(spectrum_values(spec.spectrum, spec.k, spec.rank, spec.scale)))
+
+
+def _reduced_layout(config: ExperimentConfig) -> tuple[int, int, int, str]:
+    """``(k, P, width, side)``: the target's rank, the random factor's columns (r, or p for the
+    preheat), the width of the side that carries the direction, and that side."""
+    p = config.problem
+    cols = max(config.lora.r, config.preheat_rank if config.preheats else config.lora.r)
+    side = "B" if config.lora.form == "freeze-b" else "A"
+    return target_rank(p), cols, p.m if side == "B" else p.n, side
+
+
+def reduced_obstacles(config: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """Why the reduced basis would be impossible (first list) or inexact (second list): the
+    spectral basis's conditions, plus a target of rank k ≥ r with ``k + P`` below the width of
+    the direction's side (P = r, or p when an init preheats)."""
+    impossible, inexact = spectral_obstacles(config)
+    k, cols, width, side = _reduced_layout(config)
+    r = config.lora.r
+    if k < r:
+        impossible.append(f"the target's rank k = {k} is below r = {r}")
+    if k + cols >= width:
+        impossible.append(
+            f"k + {'p' if cols > r else 'r'} = {k + cols} is not below "
+            f"{'m' if side == 'B' else 'n'} = {width} (nothing to reduce)"
+        )
+    if side == "B" and config.preheats:
+        impossible.append("the preheated inits with freeze-b LoRA")
+    return impossible, inexact
+
+
+def resolve_basis(config: ExperimentConfig) -> Basis:
+    """The basis a config's seeds run in (``auto``: reduced, else spectral, else dense, the
+    first that is exact in distribution)."""
+    kind = config.basis
+    if kind == "auto":
+        kind = (
+            "reduced"
+            if not any(reduced_obstacles(config))
+            else "spectral"
+            if not any(spectral_obstacles(config))
+            else "dense"
+        )
+    if kind != "reduced":
+        return Basis(kind)
+    k, cols, _, side = _reduced_layout(config)
+    rows, width = (k + cols, k) if side == "B" else (k, k + cols)
+    return Basis("reduced", k, rows, width)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedStatic:
+    """What shapes a seed's program: the config's static view and the basis it runs in."""
+
+    config: ExperimentConfig
+    basis: Basis
+
+
 class Hyper(NamedTuple):
     """The traced numbers of a config."""
 
@@ -217,9 +279,9 @@ class Hyper(NamedTuple):
     init: InitHyper
 
 
-def split_config(config: ExperimentConfig) -> tuple[ExperimentConfig, Hyper]:
-    """The static view of a config (hashable; its traced fields hold ``TRACED``, see
-    ``_fields``) and its traced numbers."""
+def split_config(config: ExperimentConfig) -> tuple[SeedStatic, Hyper]:
+    """The static part of a config (hashable: its static view, whose traced fields hold
+    ``TRACED`` (see ``_fields``), and its basis) and its traced numbers."""
     dtype = jnp.result_type(float)
     lr = config.train.learning_rate
     lr_p = config.hrp.lr if config.hrp.lr is not None else lr
@@ -237,25 +299,29 @@ def split_config(config: ExperimentConfig) -> tuple[ExperimentConfig, Hyper]:
             weight_decay=f(config.train.weight_decay),
         ),
     )
-    return static_view(config), hyper
+    return SeedStatic(static_view(config), resolve_basis(config)), hyper
 
 
-def init_static(cfg: ExperimentConfig) -> InitStatic:
-    """The inits' static settings of a config (or of its static view)."""
+def init_static(cfg: ExperimentConfig, basis: Basis = Basis()) -> InitStatic:
+    """The inits' static settings of a config (or of its static view) in ``basis``."""
+    reduced = basis.kind == "reduced"
     return InitStatic(
+        dims=(cfg.problem.m, cfg.problem.n) if reduced else None,
+        rank=basis.rank if reduced else 0,
         r=cfg.lora.r,
         form=cfg.lora.form,
         base=cfg.base,
-        p=cfg.preheat_rank,
+        p=cfg.preheat_rank if cfg.preheats else cfg.lora.r,
         preheat_form=cfg.hrp.form,
         preheat_steps=cfg.hrp.steps,
         preheat_optimizer=cfg.hrp.optimizer or cfg.train.optimizer,
     )
 
 
-def simulate_seed(key: jax.Array, cfg: ExperimentConfig, hyper: Hyper) -> dict:
-    """All inits of one seed on the same problem (``cfg`` is a static view). Returns
-    ``{name: {metric: array}}`` plus ``optimal_loss``."""
+def simulate_seed(key: jax.Array, static: SeedStatic, hyper: Hyper) -> dict:
+    """All inits of one seed on the same problem. Returns ``{name: {metric: array}}`` plus
+    ``optimal_loss``."""
+    cfg, basis = static.config, static.basis
     r, form = cfg.lora.r, cfg.lora.form
     hy = hyper.init
     k_problem, k_init = jax.random.split(key)
@@ -264,10 +330,10 @@ def simulate_seed(key: jax.Array, cfg: ExperimentConfig, hyper: Hyper) -> dict:
         cfg.problem,
         hyper.arrays,
         with_w0=any(i in NEEDS_W0 for i in cfg.inits),
-        spectral=cfg.spectral,
+        basis=basis,
     )
     L_opt = optimal_loss(problem, r)
-    st = init_static(cfg)
+    st = init_static(cfg, basis)
     draws = draw(k_init, problem, st, hy, families_needed(cfg.inits, cfg.base))
     opt = make_optimizer(cfg.train.optimizer, hy.lr, hy.momentum, hy.weight_decay)
     out: dict[str, Any] = {"optimal_loss": L_opt}
@@ -379,16 +445,21 @@ def stream_view(config: ExperimentConfig):
 
 
 def bytes_per_seed(config: ExperimentConfig) -> float:
-    """Rough peak memory of one seed in flight: the dense matrices of its problem (Haar factors,
-    M, C, W0, Σ and its roots, an SVD of MΣ^{1/2}) and every init's factors."""
+    """Rough peak memory of one seed in flight: the matrices of its problem (dense: Haar
+    factors, M, C, W0, Σ and its roots, an SVD of MΣ^{1/2}; spectral: M as an m×n array;
+    reduced: a (k + p)-sized one) and every init's factors."""
     p, r = config.problem, config.lora.r
-    m, n = p.m, p.n
+    basis = resolve_basis(config)
+    m, n = (basis.rows, basis.cols) if basis.kind == "reduced" else (p.m, p.n)
     item = 8 if jnp.result_type(float) == jnp.float64 else 4
-    dense = 2 * m * m + 2 * n * n + 6 * m * n
-    if not p.whitened:
-        dense += 4 * n * n
-    if p.n_samples is not None:
-        dense += p.n_samples * (m + n)
+    if basis.kind == "dense":
+        dense = 2 * m * m + 2 * n * n + 6 * m * n
+        if not p.whitened:
+            dense += 4 * n * n
+        if p.n_samples is not None:
+            dense += p.n_samples * (m + n)
+    else:
+        dense = m * n
     factors = 4 * (m + n) * max(r, config.preheat_rank) * len(config.inits)
     return float(item * (dense + factors))
 
@@ -408,12 +479,14 @@ def run_experiment(
     number of seeds; medians and quantiles are then not available)."""
     check_resolution(config.eps, config.problem)
     n_dev = dev.local_devices(config.devices)
-    chunk = dev.chunk_length(config.seeds, config.chunk_size, n_dev)
+    static, hyper = split_config(config)
+    small = static.basis.kind == "reduced"
+    chunk = dev.chunk_length(config.seeds, config.chunk_size, n_dev, small)
     dev.check_memory(
         bytes_per_seed(config),
-        dev.vmap_batch(config.batch_size, chunk // n_dev),
+        dev.vmap_batch(config.batch_size, chunk // n_dev, small),
         "lower m and n, or --batch-size; with Σ = I and Gaussian factors the "
-        "spectral basis (--basis auto) needs no m×m or n×n matrices",
+        "spectral or reduced basis (--basis auto) needs no m×m or n×n matrix",
     )
     if not stream:  # the per-seed arrays come back to the host
         dev.check_memory(
@@ -423,7 +496,6 @@ def run_experiment(
             "(--stream, run_experiment(..., stream=True))",
             host=True,
         )
-    static, hyper = split_config(config)
     res = map_seeds(
         simulate_seed,
         static,
@@ -435,6 +507,7 @@ def run_experiment(
         devices=config.devices,
         progress=progress,
         reduce=stream_view(config) if stream else None,
+        small=small,
     )
     if stream:
         return ExperimentResult(

@@ -130,6 +130,15 @@ class InitStatic:
     preheat_form: str = "classic"
     preheat_steps: int | str = 20
     preheat_optimizer: str = "gd"
+    dims: tuple[int, int] | None = None  # the full (m, n) of a reduced-basis problem
+    rank: int = 0  # the target's rank k in a reduced basis
+
+    def full_dims(self, problem: Problem) -> tuple[int, int]:
+        """``(m, n)`` of the layer: the problem's own shape, or the full one it reduces."""
+        if self.dims is not None:
+            return self.dims
+        m, n = problem.M.shape
+        return m, n
 
 
 class InitHyper(NamedTuple):
@@ -157,16 +166,46 @@ def family_key(key: jax.Array, family: str) -> jax.Array:
     return jax.random.fold_in(key, zlib.crc32(family.encode()) & 0x7FFFFFFF)
 
 
+def reduced_factor(key: jax.Array, dim: int, k: int, cols: int, dist: str, std, dtype) -> jax.Array:
+    """The reduced-basis draw of a ``dim × cols`` random factor (docs/theory.md §2.1): its first k
+    rows as they are, and the cols×cols ``R`` of the QR of the other ``dim − k`` rows, drawn
+    directly by the Bartlett decomposition (``R_jj = std·χ_{dim−k−j}``, ``R_ij ~ N(0, std²)``
+    above the diagonal, 0 below). Exact for Gaussian entries; a Kaiming-uniform factor is drawn as
+    the Gaussian of the same variance (inexact, and ``reduced_obstacles`` says so). Column j comes
+    from ``fold_in(key, j)`` alone, so draws stay nested in ``cols``."""
+    if dist == "kaiming":
+        std = 1.0 / jnp.sqrt(3.0 * jnp.asarray(dim, dtype))
+    rows = jnp.arange(cols)
+
+    def column(j):
+        kh, ku, kc = jax.random.split(jax.random.fold_in(key, j), 3)
+        head = std * jax.random.normal(kh, (k,), dtype)
+        upper = jnp.where(rows < j, std * jax.random.normal(ku, (cols,), dtype), 0.0)
+        chi = std * jnp.sqrt(2.0 * jax.random.gamma(kc, (dim - k - j) / 2.0, (), dtype))
+        return jnp.concatenate([head, jnp.where(rows == j, chi, upper)])
+
+    return jax.vmap(column, out_axes=1)(jnp.arange(cols))
+
+
 def draw(key: jax.Array, problem: Problem, st: InitStatic, hy: InitHyper, families) -> Draws:
-    """The random factors of ``families`` for one seed (see ``random_factor``, ``family_key``)."""
+    """The random factors of ``families`` for one seed (see ``random_factor``, ``family_key``;
+    in a reduced basis, ``reduced_factor`` for the side that carries the direction)."""
     m, n = problem.M.shape
     dtype = problem.M.dtype
     cols = max(st.r, st.p)
     A, B = {}, {}
     for fam in families:
         k = family_key(key, fam)
-        A[fam] = random_factor(jax.random.fold_in(k, 0), n, cols, fam, hy.std, dtype)
-        B[fam] = random_factor(jax.random.fold_in(k, 1), m, st.r, fam, hy.std, dtype)
+        kA, kB = jax.random.fold_in(k, 0), jax.random.fold_in(k, 1)
+        if st.dims is None:
+            A[fam] = random_factor(kA, n, cols, fam, hy.std, dtype)
+            B[fam] = random_factor(kB, m, st.r, fam, hy.std, dtype)
+        elif direction_side(st.form) == "A":
+            A[fam] = reduced_factor(kA, st.dims[1], st.rank, cols, fam, hy.std, dtype)
+            B[fam] = jnp.zeros((m, st.r), dtype)  # never used: B starts at 0
+        else:
+            A[fam] = jnp.zeros((n, cols), dtype)
+            B[fam] = reduced_factor(kB, st.dims[0], st.rank, st.r, fam, hy.std, dtype)
     return Draws(A, B)
 
 
@@ -179,10 +218,11 @@ def families_needed(inits, base: str) -> tuple[str, ...]:
 
 def _directional(U_dir, V_dir, problem: Problem, st: InitStatic, hy: InitHyper):
     m, n = problem.M.shape
+    full_m, full_n = st.full_dims(problem)
     zA, zB = jnp.zeros((n, st.r), U_dir.dtype), jnp.zeros((m, st.r), U_dir.dtype)
     if direction_side(st.form) == "A":
-        return LoraParams(B=zB, A=column_norm(st.base, n, hy.std) * V_dir), None
-    return LoraParams(B=column_norm(st.base, m, hy.std) * U_dir, A=zA), None
+        return LoraParams(B=zB, A=column_norm(st.base, full_n, hy.std) * V_dir), None
+    return LoraParams(B=column_norm(st.base, full_m, hy.std) * U_dir, A=zA), None
 
 
 def _random(fam):

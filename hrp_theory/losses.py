@@ -85,18 +85,35 @@ def _times_sigma(Z: jax.Array, Sigma: jax.Array | None) -> jax.Array:
     return Z if Sigma is None else Sigma @ Z
 
 
+#: Products of at most this many multiply-adds, with a contraction of at most 32, are written as
+#: a broadcast and a sum (``small_matmul``).
+SMALL_PRODUCT = 4096
+
+
+def small_matmul(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``x @ y``; for tiny operands (the spectral and reduced bases) as a broadcast multiply and
+    a sum, which XLA fuses into one loop over a vmapped batch of seeds (about 3× faster on CPU
+    than a batch of tiny GEMMs)."""
+    i, k = x.shape[-2:]
+    j = y.shape[-1]
+    if k <= 32 and i * k * j <= SMALL_PRODUCT:
+        return jnp.sum(x[..., :, :, None] * y[..., None, :, :], axis=-2)
+    return x @ y
+
+
 def factor_grads(
     params: LoraParams, obj: Objective, s, train_B: bool = True, train_A: bool = True
 ) -> LoraParams:
     """Exact gradients of the training loss with respect to ``B`` and ``A`` (zeros if frozen)."""
     B, A = params
     zeros = jnp.zeros_like
+    mm = small_matmul if isinstance(obj.C, DiagonalC) else jnp.matmul
     gB = gA = None
     if train_B:
         SA = _times_sigma(A, obj.Sigma)
-        gB = s * (s * B @ (A.T @ SA) - obj.C @ A)
+        gB = s * (s * mm(B, mm(A.T, SA)) - obj.C @ A)
     if train_A:
-        gA = s * (s * _times_sigma(A, obj.Sigma) @ (B.T @ B) - ct_times(obj.C, B))
+        gA = s * (s * mm(_times_sigma(A, obj.Sigma), mm(B.T, B)) - ct_times(obj.C, B))
     return LoraParams(B=zeros(B) if gB is None else gB, A=zeros(A) if gA is None else gA)
 
 
@@ -110,7 +127,8 @@ def population_loss(params: LoraParams, obj: Objective, s) -> jax.Array:
     if isinstance(obj.C, DiagonalC):
         sig, k = obj.C.s, obj.C.s.shape[0]
         cross = jnp.sum(sig * jnp.sum(B[:k] * A[:k], axis=1))
-        return 0.5 * (jnp.sum(sig**2) - 2 * s * cross + s**2 * jnp.sum((B.T @ B) * (A.T @ A)))
+        gram = small_matmul(B.T, B) * small_matmul(A.T, A)
+        return 0.5 * (jnp.sum(sig**2) - 2 * s * cross + s**2 * jnp.sum(gram))
     if obj.Mt is None:
         raise ValueError("objective: no population target (Mt); it is training-only")
     At = A if obj.sigma_half is None else obj.sigma_half @ A

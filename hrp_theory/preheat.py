@@ -158,7 +158,7 @@ def preheat_then_svd(
       sigma_aware: SVD of ``B_p A_pᵀ Σ^{1/2}`` instead; ``V`` is then in whitened coordinates
         (module docstring; static).
     """
-    check_preheat(A_p.shape[1], r, form, steps, min(obj.C.shape))
+    check_preheat(A_p.shape[1], r, form, steps, A_p.shape[0])
     obj_in, obj = obj, Objective(C=obj.C, Sigma=obj.Sigma)
     if steps == "converged":
         K, Q, R = freeze_a_limit(A_p, obj, s)

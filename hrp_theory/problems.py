@@ -345,6 +345,39 @@ def _rotate_toward(Q_target: jax.Array, Q_random: jax.Array, align: jax.Array) -
     return q * jnp.sign(jnp.diagonal(r))
 
 
+class Basis(NamedTuple):
+    """Where a seed's problem lives (static under jit).
+
+    * ``dense``: ``M = U diag(σ) Vᵀ`` with Haar ``U``, ``V`` (and ``W0``, ``Σ``, data as the spec
+      says);
+    * ``spectral``: ``M = diag(σ)`` (m×n), ``Σ = I`` (``spectral_problem``);
+    * ``reduced``: ``M = diag(σ₁…σ_k)`` on ``rows × cols`` coordinates, ``rank`` = k nonzero
+      singular values (``reduced_problem``).
+    """
+
+    kind: str = "dense"
+    rank: int = 0
+    rows: int = 0
+    cols: int = 0
+
+
+def diagonal_problem(S: jax.Array, rows: int, cols: int) -> Problem:
+    """The whitened population problem ``M = diag(S)`` on ``rows × cols`` coordinates, in its own
+    singular basis: ``U = I``, ``V = I``, ``C`` a ``DiagonalC`` (``len(S) ≤ min(rows, cols)``)."""
+    k = S.shape[0]
+    idx = jnp.arange(k)
+    M = jnp.zeros((rows, cols), S.dtype).at[idx, idx].set(S)
+    target = Svd(jnp.eye(rows, k, dtype=S.dtype), S, jnp.eye(cols, k, dtype=S.dtype))
+    return Problem(
+        M=M,
+        W0=None,
+        target=target,
+        whitened=target,
+        sigma_inv_half=None,
+        objective=Objective(C=DiagonalC.of(S, rows, cols)),
+    )
+
+
 def spectral_problem(spec: ProblemSpec, arrays: ProblemArrays) -> Problem:
     """The whitened population problem in ``M``'s own singular basis: ``M = diag(σ)``, ``U = I``,
     ``V = I``, ``C`` a ``DiagonalC`` (no random draw: every seed sees the same ``M``).
@@ -352,19 +385,19 @@ def spectral_problem(spec: ProblemSpec, arrays: ProblemArrays) -> Problem:
     For GD or gradient flow from a rotation-invariant init (Gaussian ``A``; HRP on it), this is
     exactly the dense problem ``U diag(σ) Vᵀ`` with the init rotated (``B' = UᵀB``, ``A' = VᵀA``):
     the loss, the gradients and the updates all commute with those rotations."""
-    m, n, k = spec.m, spec.n, spec.k
-    S = arrays.sigma
-    idx = jnp.arange(k)
-    M = jnp.zeros((m, n), S.dtype).at[idx, idx].set(S)
-    target = Svd(jnp.eye(m, k, dtype=S.dtype), S, jnp.eye(n, k, dtype=S.dtype))
-    return Problem(
-        M=M,
-        W0=None,
-        target=target,
-        whitened=target,
-        sigma_inv_half=None,
-        objective=Objective(C=DiagonalC.of(S, m, n)),
-    )
+    return diagonal_problem(arrays.sigma, spec.m, spec.n)
+
+
+def reduced_problem(arrays: ProblemArrays, basis: Basis) -> Problem:
+    """A rank-k whitened target in the reduced basis (docs/theory.md §2.1).
+
+    In M's singular basis, with ``B₀ = 0`` and an update that commutes with rotations (GD,
+    heavy-ball SGD, gradient flow), the rows of B beyond k stay 0 and the rows of A beyond k are
+    only ever right-multiplied by r×r matrices: ``A_⊥ = Q_⊥R`` keeps ``Q_⊥`` and only ``R``
+    moves. So the run on ``[A_k; R]`` (``k + cols`` rows) against ``diag(σ₁…σ_k)`` is the full
+    run, exactly: the losses, gradients and every metric depend on ``A_⊥`` only through
+    ``A_⊥ᵀA_⊥ = RᵀR``. The cost of a step no longer depends on m or n."""
+    return diagonal_problem(arrays.sigma[: basis.rank], basis.rows, basis.cols)
 
 
 def build_problem(
@@ -372,15 +405,18 @@ def build_problem(
     spec: ProblemSpec,
     arrays: ProblemArrays,
     with_w0: bool = True,
-    spectral: bool = False,
+    basis: Basis = Basis(),
 ) -> Problem:
     """Draw a problem from its spec; ``arrays`` carry the spec's numbers (traced under jit).
 
-    The key is split by purpose: singular vectors of M, of W0, Σ's eigenbasis, data. With
-    ``spectral=True`` it is ``spectral_problem`` (whitened population problems only).
+    The key is split by purpose: singular vectors of M, of W0, Σ's eigenbasis, data. A
+    ``spectral`` or ``reduced`` basis gives ``spectral_problem`` / ``reduced_problem`` (whitened
+    population problems only; no random draw).
     """
-    if spectral:
+    if basis.kind == "spectral":
         return spectral_problem(spec, arrays)
+    if basis.kind == "reduced":
+        return reduced_problem(arrays, basis)
     m, n, k = spec.m, spec.n, spec.k
     dtype = arrays.sigma.dtype
     k_target, k_w0, k_sigma, k_data = jax.random.split(key, 4)

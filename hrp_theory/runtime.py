@@ -6,6 +6,7 @@ test suite) call ``configure()`` first thing; a library user who wants the same 
 
     import hrp_theory as H
     H.configure()            # one XLA CPU device per usable core (what hrp-sim does)
+    H.compile_cache()        # reuse compiled programs across processes (what hrp-sim does)
 
 What it sets (a flag already in ``XLA_FLAGS`` keeps the user's value):
 
@@ -60,6 +61,45 @@ def backend_started() -> bool:
     from jax._src import xla_bridge
 
     return xla_bridge.backends_are_initialized()
+
+
+def cache_dir() -> str | None:
+    """Where ``compile_cache()`` keeps compiled programs: ``$HRP_COMPILE_CACHE`` (``off`` turns
+    the cache off), else ``$XDG_CACHE_HOME/hrp-theory/xla`` (``~/.cache/hrp-theory/xla``)."""
+    env = os.environ.get("HRP_COMPILE_CACHE")
+    if env is not None:
+        return None if env.strip().lower() in ("", "0", "off", "no", "false") else env
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "hrp-theory", "xla")
+
+
+def compile_cache(path: str | os.PathLike | None = None, min_compile_s: float = 0.1) -> str | None:
+    """Turn on JAX's persistent compilation cache, so a program compiled once (``hrp-sim verify``
+    compiles about a minute's worth) is read from disk by later processes; returns its folder.
+
+    ``path`` defaults to ``cache_dir()``. A cache the user already set (``JAX_COMPILATION_CACHE_DIR``
+    or ``jax.config``) is kept as it is; ``HRP_COMPILE_CACHE=off`` turns it off; a folder that
+    cannot be created leaves it off (a run never fails for its cache). Programs that compile in
+    under ``min_compile_s`` seconds are not stored. Results do not depend on it: a cached program
+    is the same executable.
+    """
+    import jax
+
+    have = jax.config.jax_compilation_cache_dir
+    if have:
+        return have
+    path = os.fspath(path) if path is not None else cache_dir()
+    if path is None:
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(path, os.W_OK):
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_s))
+    return path
 
 
 def _set_flags(flags: str, items: dict, replace: bool) -> str:

@@ -82,6 +82,7 @@ def map_seeds(
     progress: bool = True,
     desc: str = "seeds",
     reduce=None,
+    small: bool = False,
 ) -> SeedMap:
     """Run ``fn(key_i, static, args)`` for seeds ``i = 0 … seeds−1``, ``key_i = fold_in(root, i)``.
 
@@ -98,6 +99,8 @@ def map_seeds(
       progress: show a progress bar.
       reduce: ``host chunk -> pytree of arrays (seeds first)``; when given, each chunk is folded
         into streaming ``stats.Moments`` and dropped, and ``out`` is the pytree of ``Moments``.
+      small: a seed's program is small (default chunk and CPU batch sizes grow, see
+        ``devices``).
 
     A Ctrl-C keeps the chunks already finished (``interrupted=True``); before the first one it
     raises ``KeyboardInterrupt``.
@@ -109,8 +112,9 @@ def map_seeds(
     optional_positive_int(batch_size, "batch_size")
     n_dev = dev.local_devices(devices)
     procs, me = jax.process_count(), jax.process_index()
-    chunk = dev.chunk_length(-(-seeds // procs), chunk_size, n_dev)
-    run = chunk_runner(fn, static, chunk, dev.vmap_batch(batch_size, chunk // n_dev), n_dev)
+    chunk = dev.chunk_length(-(-seeds // procs), chunk_size, n_dev, small)
+    batch = dev.vmap_batch(batch_size, chunk // n_dev, small)
+    run = chunk_runner(fn, static, chunk, batch, n_dev)
     root = root_key(seed)
     parts, total, tree, done, interrupted = [], None, None, 0, False
     bar = tqdm(total=seeds, unit="seed", disable=not progress or me > 0, desc=desc)

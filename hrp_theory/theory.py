@@ -9,7 +9,8 @@ can be vmapped next to the simulation.
 
 Where an expectation has no closed form it is computed by an *independent* Monte Carlo (its own
 RNG, NumPy) and returned with its standard error: ``freeze_a_expected_curve`` (the
-``E tr e^{−2tAᵀA}`` term, over Wishart draws).
+``E tr e^{−2tAᵀA}`` term, over Wishart draws). ``hrp_residual_draws`` samples the law of
+``R_HRP(p)`` itself (matrix-variate Beta draws), at any ``n`` and ``p``.
 """
 
 from __future__ import annotations
@@ -134,6 +135,56 @@ def theorem_c_gain(sigma, n: int, r: int, p: int) -> float:
     """Guaranteed improvement over random: ``R_rand − E R_HRP ≥ ((p−r)/n)(E_r − r·T_r/(n−r))``."""
     _, E, T = energies(sigma, r)
     return (p - r) / n * (E - r * T / (n - r))
+
+
+def wishart_draws(rng, draws: int, k: int, dof: int) -> np.ndarray:
+    """``draws`` k×k Wishart matrices ``ZᵀZ``, ``Z`` (dof×k) standard Gaussian, by Bartlett's
+    decomposition ``L Lᵀ`` (``L_ii² ~ χ²(dof − i)``, ``L_ij ~ N(0, 1)`` below the diagonal):
+    ``O(k²)`` numbers a draw, whatever ``dof``."""
+    if dof < k:
+        raise ValueError(f"dof: {dof} must be at least k = {k} for a Bartlett draw")
+    L = np.tril(rng.standard_normal((draws, k, k)), -1)
+    i = np.arange(k)
+    L[:, i, i] = np.sqrt(rng.chisquare(dof - i, size=(draws, k)))
+    return L @ np.swapaxes(L, -1, -2)
+
+
+def hrp_residual_draws(
+    sigma, n: int, r: int, p: int, draws: int = 10_000, seed: int = 0
+) -> np.ndarray:
+    """Independent draws of ``R_HRP(p)``: converged freeze-A preheat of rank p from a Gaussian
+    ``A_p`` (n×p), then the rank-r freeze-A run from its top-r directions, to convergence
+    (§5.1–§5.2). ``p = r`` is the random Gaussian init's ``R_∞``.
+
+    Exact and width-free: with ``M = diag(σ₁…σ_k)`` (k nonzero σ), ``R_HRP = F − Σ_{i≤r}
+    λ_i(D P_kk D)``, ``D = diag(σ)``, ``P_kk`` the k×k corner of the projector on ``col(A_p)``,
+    whose law is ``S^{-1/2} G₁ S^{-1/2}``, ``S = G₁ + G₂``, ``G₁ ~ W_k(p)``, ``G₂ ~ W_k(n − p)``
+    independent (the corner of a uniformly random p-dimensional projector). ``O(k³)`` a draw,
+    NumPy, its own RNG (``seed``)."""
+    s = np.asarray(sigma, np.float64)
+    s = s[s > 0]
+    k = s.size
+    if not r <= p <= n or k > n:
+        raise ValueError(f"p: need r = {r} <= p = {p} <= n = {n} and at most n nonzero σ")
+    rng = np.random.default_rng(seed)
+    F = float((s**2).sum())
+    out = np.empty(draws)
+    for lo in range(0, draws, 20_000):
+        d = min(20_000, draws - lo)
+        G1 = wishart_draws(rng, d, k, p) if p >= k else _low_rank_wishart(rng, d, k, p)
+        G2 = wishart_draws(rng, d, k, n - p) if n - p >= k else _low_rank_wishart(rng, d, k, n - p)
+        w, Q = np.linalg.eigh(G1 + G2)
+        S_inv_half = (Q / np.sqrt(w)[:, None, :]) @ np.swapaxes(Q, -1, -2)
+        P = S_inv_half @ G1 @ S_inv_half
+        lam = np.linalg.eigvalsh(s[:, None] * P * s[None, :])  # ascending
+        out[lo : lo + d] = F - lam[:, -r:].sum(-1)
+    return out
+
+
+def _low_rank_wishart(rng, draws: int, k: int, dof: int) -> np.ndarray:
+    """``ZᵀZ`` for ``Z`` (dof×k) with ``dof < k``: drawn directly (rank ``dof``)."""
+    Z = rng.standard_normal((draws, dof, k))
+    return np.swapaxes(Z, -1, -2) @ Z
 
 
 def rank1_law(n: int, p: int):

@@ -59,7 +59,7 @@ sigma = H.spectrum_values(spectrum, min(m, n))
 ps = (4, 8, 16, 32, 48)
 out = H.map_seeds(
     hrp_checks.hrp_residuals,
-    (H.ProblemSpec(m=m, n=n), ps),
+    (H.ProblemSpec(m=m, n=n), H.problems.Basis("dense"), ps),
     H.problems.problem_arrays(H.ProblemSpec(m=m, n=n, spectrum=spectrum)),
     seeds=SEEDS,
     batch_size=8,

@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# hrp-sim keeps compiled programs in ~/.cache; the suite stays hermetic (tests/test_runtime.py
+# checks the cache itself in a folder of its own).
+os.environ.setdefault("HRP_COMPILE_CACHE", "off")
 
 import hrp_theory
 

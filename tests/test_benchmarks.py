@@ -1,9 +1,14 @@
 """The benchmark scripts run at a tiny size and write the JSON figures they promise."""
 
 import json
+import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -96,3 +101,46 @@ def test_memory_benchmark_tiny(tmp_path):
     assert [(r["seeds"], r["stream"]) for r in js["rows"]] == [(20, True), (20, False), (40, True)]
     assert all(r["spectral"] and r["peak_rss_mb"] > 0 for r in js["rows"])
     assert "streamed" in js["rss_slopes"] and out.with_suffix(".png").stat().st_size > 0
+
+
+def test_reduced_benchmark_tiny(tmp_path):
+    out = tmp_path / "red.json"
+    mod = runpy.run_path(str(ROOT / "benchmarks" / "reduced.py"))
+    args = ["--width", "48", "--big-width", "64", "--steps", "5", "--dense-seeds", "2"]
+    args += ["--reduced-seeds", "8", "--widths", "32,64", "--million", "16", "--json", str(out)]
+    assert mod["main"](args) == 0
+    js = json.loads(out.read_text())
+    assert js["reduced_speedup"] > 0 and js["million_seeds_s"] > 0 and js["peak_rss_mb"] > 0
+    assert js["width"]["n"] == [32, 64] and np.isfinite(js["width_slope"])
+
+
+def test_device_check_dry_run_on_cpu(tmp_path):
+    """The GPU check's steps and its JSON, at tiny sizes and without installing anything."""
+    out = tmp_path / "dc.json"
+    env = dict(os.environ, PYTHON=sys.executable)
+    run = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--dry-run", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    js = json.loads(out.read_text())
+    assert js["dry_run"] and js["all_ok"] and js["backend"] == "cpu"
+    assert set(js["steps"]) == {"backend", "tests", "demo", "throughput"}
+    assert js["seed_steps_per_s"] > 0 and 0 < js["fraction_of_peak"] < 1
+    assert js["demo_run_s"] > 0 and js["compile_s"]
+
+
+def test_device_check_without_a_gpu_says_use_dry_run(tmp_path):
+    env = dict(os.environ, PATH="/usr/bin:/bin")  # no nvidia-smi on this PATH
+    if any(Path(d, "nvidia-smi").exists() for d in ("/usr/bin", "/bin")):
+        pytest.skip("this machine has nvidia-smi")
+    run = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--out", str(tmp_path / "x.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "--dry-run" in run.stderr

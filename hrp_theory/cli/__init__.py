@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     with interrupts.catch():
         try:
             runtime.configure(getattr(args, "cpu_devices", None))
+            runtime.compile_cache()
             return args.func(args)
         except (ValueError, FileNotFoundError) as e:
             print(f"hrp-sim {args.command}: error: {e}", file=sys.stderr)

@@ -148,20 +148,27 @@ GROUPS: dict[str, list[Flag]] = {
     "Monte Carlo": [
         Flag("--seeds", "seeds", int, "number of seeds (default %(default)s)"),
         SEED,
-        Flag("--chunk-size", "chunk_size", int, "seeds per jitted call (default: ≤ 64 per device)"),
+        Flag(
+            "--chunk-size",
+            "chunk_size",
+            int,
+            "seeds per jitted call (default: ≤ 64 per device, ≤ 1024 in the reduced basis)",
+        ),
         Flag(
             "--batch-size",
             "batch_size",
             int,
-            "seeds vmapped together on a device (default 1 on CPU, the device's share on a GPU)",
+            "seeds vmapped together on a device (default on CPU 1, 16 in the reduced basis; "
+            "the device's share on a GPU)",
         ),
         Flag("--devices", "devices", int, "local devices to shard the seeds over (default: all)"),
         Flag(
             "--basis",
             "basis",
             str,
-            f"{'|'.join(BASES)}: simulate in M's singular basis, "
-            "O((m+n)r²) a step; auto: where exact (Σ = I, gaussian factors, gd/sgd/flow) "
+            f"{'|'.join(BASES)}: simulate in M's singular basis (spectral, O((m+n)r²) a "
+            "step) or, for a rank-k target, in k + p coordinates whatever m and n (reduced); "
+            "auto: the first that is exact (Σ = I, gaussian factors, gd/sgd/flow) "
             "(default %(default)s)",
         ),
     ],

@@ -45,6 +45,7 @@ def run(a: argparse.Namespace) -> int:
         quick=a.quick,
         seed=a.seed,
         progress=not a.quiet,
+        basis=a.basis,
         **{f.dest: getattr(a, f.dest) for f in SETTINGS},
     )
 
@@ -98,6 +99,13 @@ def add_parsers(sub) -> None:
         help="comma list of checks to run (default all; --list shows them)",
     )
     p.add_argument("--list", action="store_true", help="list the checks and exit")
+    p.add_argument(
+        "--basis",
+        choices=("auto", "dense"),
+        default=d.basis,
+        help="auto (default): each check's whitened problems in the fastest exact basis "
+        "(spectral or reduced); dense: every check on dense rotated problems, the general path",
+    )
     g = p.add_argument_group("verdict rules")
     for f in SETTINGS:
         f.add(g, getattr(d, f.target))

@@ -25,9 +25,9 @@ import numpy as np
 from ..dynamics import TrainSpec
 from ..experiment import ExperimentConfig, HrpSpec, run_experiment
 from ..lora import LoraSpec
-from ..problems import ProblemSpec, spectrum_values
+from ..problems import Basis, ProblemSpec, spectrum_values
 from ..seeds import map_seeds
-from ..validation import positive_number
+from ..validation import one_of, positive_number
 from ..validation import seed as check_seed
 
 M_, N_, R_ = 48, 64, 4  # the canonical sizes of docs/theory.md §2
@@ -62,7 +62,10 @@ class Row:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """How the catalogue runs. ``n_se_expect``/``n_se_bound``: SE multiples of the expectation and
-    bound rules; ``pathwise_tol``: relative tolerance of pathwise identities (float64)."""
+    bound rules; ``pathwise_tol``: relative tolerance of pathwise identities (float64);
+    ``basis``: ``auto`` runs each check's whitened problems in the fastest basis that is exact
+    for it (spectral or reduced: docs/theory.md §2.1), ``dense`` runs every check on dense
+    randomly rotated problems (the library's general path, several times slower)."""
 
     quick: bool = False
     seed: int = 0
@@ -70,8 +73,10 @@ class Settings:
     n_se_bound: float = 3.0
     pathwise_tol: float = 1e-8
     progress: bool = True
+    basis: str = "auto"
 
     def __post_init__(self):
+        one_of(self.basis, "basis", ("auto", "dense"))
         for f in ("n_se_expect", "n_se_bound", "pathwise_tol"):
             positive_number(getattr(self, f), f)
         if self.pathwise_tol < 1e3 * np.finfo(np.float64).eps:
@@ -220,6 +225,14 @@ class Context:
             self._runs[config] = run_experiment(config, progress=self.st.progress).view()
         return self._runs[config]
 
+    @property
+    def basis(self) -> Basis:
+        """The basis of a check's own whitened problems (``problems.build_problem``): spectral
+        (``M = diag(σ)``) unless the settings ask for dense. Exact in distribution wherever the
+        check's init is rotation-invariant (Gaussian factors, HRP on them, ``εV_r``), which every
+        check that takes it is."""
+        return Basis("spectral" if self.st.basis == "auto" else "dense")
+
     def seeds_map(self, fn, static, args, seeds, desc):
         return map_seeds(
             fn, static, args, seeds=seeds, seed=self.st.seed, progress=self.st.progress, desc=desc
@@ -252,6 +265,7 @@ def experiment(
         seeds=seeds,
         seed=st.seed,
         init_std=init_std,
+        basis=st.basis,
     )
 
 

@@ -76,7 +76,7 @@ def check_random_asymmetric(ctx: Context) -> Outcome:
     )
     errs = ctx.seeds_map(
         _endpoint_seed,
-        ProblemSpec(m=M_, n=N_),
+        (ProblemSpec(m=M_, n=N_), ctx.basis),
         problem_arrays(ProblemSpec(m=M_, n=N_)),
         20,
         "1 endpoint",
@@ -93,9 +93,10 @@ def check_random_asymmetric(ctx: Context) -> Outcome:
     return Outcome(rows)
 
 
-def _endpoint_seed(key, spec, arrays):
+def _endpoint_seed(key, static, arrays):
+    spec, basis = static
     kp, ka = jax.random.split(key)
-    pb = build_problem(kp, spec, arrays, with_w0=False)
+    pb = build_problem(kp, spec, arrays, False, basis)
     A = random_factor(ka, N_, R_, "gaussian", 1 / math.sqrt(3 * N_), arrays.sigma.dtype)
     lam = linalg.eigvalsh(A.T @ A)
     out = train(

@@ -22,10 +22,10 @@ from ._rules import GAP, M_, N_, R_, Context, Outcome, band, count, pathwise, si
 
 def _classic_seed(key, static, args):
     """Classic GF from B = 0, A₀ Gaussian with column norm ≈ ε: loss and conservation law."""
-    spec, t_end, dt, every = static
+    spec, basis, t_end, dt, every = static
     arrays, eps = args
     kp, ka = jax.random.split(key)
-    pb = build_problem(kp, spec, arrays, with_w0=False)
+    pb = build_problem(kp, spec, arrays, False, basis)
     A0 = random_factor(ka, spec.n, R_, "gaussian", eps / math.sqrt(spec.n), arrays.sigma.dtype)
     G0 = A0.T @ A0
 
@@ -64,7 +64,7 @@ def check_classic_flow(ctx: Context) -> Outcome:
     for eps in (1e-3, 1e-2, 1e-1):
         out = ctx.seeds_map(
             _classic_seed,
-            (ProblemSpec(m=M_, n=N_), t_end, dt, every),
+            (ProblemSpec(m=M_, n=N_), ctx.basis, t_end, dt, every),
             (problem_arrays(spec), jnp.asarray(eps)),
             seeds,
             f"8 classic ε={eps:g}",
@@ -107,9 +107,9 @@ def check_classic_flow(ctx: Context) -> Outcome:
 
 
 def _aligned_classic_seed(key, static, args):
-    spec, t_end, dt = static
+    spec, basis, t_end, dt = static
     arrays, eps = args
-    pb = build_problem(key, spec, arrays, with_w0=False)
+    pb = build_problem(key, spec, arrays, False, basis)
     U, V = pb.target.U[:, :R_], pb.target.V[:, :R_]
 
     def observe(p):  # x_i = u_iᵀ B Aᵀ v_i per direction, and the loss
@@ -140,7 +140,7 @@ def check_aligned_classic(ctx: Context) -> Outcome:
     for eps in (1e-3, 1e-2, 1e-1):
         out = ctx.seeds_map(
             _aligned_classic_seed,
-            (ProblemSpec(m=M_, n=N_), t_end, dt),
+            (ProblemSpec(m=M_, n=N_), ctx.basis, t_end, dt),
             (problem_arrays(spec), jnp.asarray(eps)),
             seeds,
             f"9 aligned ε={eps:g}",

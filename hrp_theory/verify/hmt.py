@@ -17,9 +17,10 @@ from ._rules import M_, N_, R_, Context, Outcome, bound, exceeds, pathwise, sing
 HMT_PS = (8, 16, 32)
 
 
-def _hmt_seed(key, spec, arrays):
+def _hmt_seed(key, static, arrays):
+    spec, basis = static
     kp, ka = jax.random.split(key)
-    pb = build_problem(kp, spec, arrays, with_w0=False)
+    pb = build_problem(kp, spec, arrays, False, basis)
     M = pb.M
     Omega = jax.random.normal(ka, (spec.n, max(HMT_PS)), M.dtype)
     F = jnp.sum(M**2)
@@ -45,7 +46,11 @@ def check_hmt(ctx: Context) -> Outcome:
     for spectrum in ("power:1", "exp:3") if not st.quick else ("power:1",):
         spec = ProblemSpec(m=M_, n=N_, spectrum=spectrum)
         out = ctx.seeds_map(
-            _hmt_seed, ProblemSpec(m=M_, n=N_), problem_arrays(spec), seeds, f"12 HMT {spectrum}"
+            _hmt_seed,
+            (ProblemSpec(m=M_, n=N_), ctx.basis),
+            problem_arrays(spec),
+            seeds,
+            f"12 HMT {spectrum}",
         )
         sigma = singular_values_of(spectrum)
         for j, p in enumerate(HMT_PS):

@@ -36,9 +36,9 @@ from ._rules import (
 def hrp_residuals(key, static, arrays):
     """R_HRP(p) for nested Gaussian A_p (first p columns of one n×p_max matrix), converged
     freeze-A preheat, through the shared preheat-then-SVD routine; ``p = r`` is the random init."""
-    spec, ps = static
+    spec, basis, ps = static
     kp, ka = jax.random.split(key)
-    pb = build_problem(kp, spec, arrays, with_w0=False)
+    pb = build_problem(kp, spec, arrays, False, basis)
     A = jax.random.normal(ka, (spec.n, max(ps)), arrays.sigma.dtype)
     out = []
     for p in ps:
@@ -52,7 +52,7 @@ def hrp_residuals(key, static, arrays):
 
 def _hrp_paths(ctx, spectrum, ps, seeds, m=M_, n=N_):
     spec = ProblemSpec(m=m, n=n, spectrum=spectrum)
-    static = (ProblemSpec(m=m, n=n), tuple(ps))
+    static = (ProblemSpec(m=m, n=n), ctx.basis, tuple(ps))
     return ctx.seeds_map(hrp_residuals, static, problem_arrays(spec), seeds, f"HRP {spectrum}")
 
 

@@ -39,10 +39,10 @@ MAIN_T = 40.0
 def _regime_seed(key, static, args):
     """Classic-GF preheats of rank p ∈ ps from one nested A₀; linearised and first-order
     predictors; classic main runs (random, HRP p=8 T_p=10, aligned)."""
-    spec, ps, eps_static = static
+    spec, basis, ps, eps_static = static
     arrays = args
     kp, ka = jax.random.split(key)
-    pb = build_problem(kp, spec, arrays, with_w0=False)
+    pb = build_problem(kp, spec, arrays, False, basis)
     M, obj = pb.M, pb.objective
     A0 = random_factor(ka, spec.n, max(ps), "gaussian", eps_static / math.sqrt(spec.n), M.dtype)
     U, S, V = pb.target
@@ -124,7 +124,7 @@ def check_preheat_regimes(ctx: Context) -> Outcome:
     spec = ProblemSpec(m=M_, n=N_, spectrum=GAP)
     out = ctx.seeds_map(
         _regime_seed,
-        (ProblemSpec(m=M_, n=N_), (4, 8, 16), eps),
+        (ProblemSpec(m=M_, n=N_), ctx.basis, (4, 8, 16), eps),
         problem_arrays(spec),
         seeds,
         "10 preheat regimes",

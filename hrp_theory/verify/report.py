@@ -94,7 +94,8 @@ def verify_markdown(result: dict, figures: dict) -> str:
         out.append(
             f"| {rid[:8]} | {'quick' if st['quick'] else 'full'}, root seed {st['seed']}, "
             f"expectations within {st['n_se_expect']:g} SE, bounds within "
-            f"{st['n_se_bound']:g} SE, pathwise at {st['pathwise_tol']:g}"
+            f"{st['n_se_bound']:g} SE, pathwise at {st['pathwise_tol']:g}, "
+            f"{st.get('basis', 'dense')} basis"
             + (" (INTERRUPTED)" if run.get("interrupted") else "")
             + " |"
         )

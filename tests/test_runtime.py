@@ -1,0 +1,54 @@
+"""The persistent compilation cache hrp-sim turns on: where it lives, how it is turned off, and
+that a cached run gives the same numbers as a compiled one."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from hrp_theory import runtime
+
+TINY = ["compare", "--m", "12", "--n", "10", "--r", "2", "--seeds", "4", "--steps", "20"]
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HRP_COMPILE_CACHE", str(tmp_path / "c"))
+    assert runtime.cache_dir() == str(tmp_path / "c")
+    for off in ("off", "0", ""):
+        monkeypatch.setenv("HRP_COMPILE_CACHE", off)
+        assert runtime.cache_dir() is None
+    monkeypatch.delenv("HRP_COMPILE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert runtime.cache_dir() == str(tmp_path / "xdg" / "hrp-theory" / "xla")
+
+
+def _run(tmp_path, name, cache):
+    env = {**os.environ, "HRP_COMPILE_CACHE": str(cache), "JAX_PLATFORMS": "cpu"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    out = tmp_path / name
+    cmd = [sys.executable, "-m", "hrp_theory.cli", *TINY, "--quiet", "--no-figures"]
+    run = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    with np.load(out / "per_seed.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_hrp_sim_fills_the_cache_and_a_cached_run_gives_the_same_numbers(tmp_path):
+    cache = tmp_path / "cache"
+    first = _run(tmp_path, "a", cache)
+    stored = sorted(os.listdir(cache))
+    assert stored, "hrp-sim compiled programs but stored none"
+    second = _run(tmp_path, "b", cache)
+    assert sorted(os.listdir(cache)) == stored, "the second run compiled programs anew"
+    assert first.keys() == second.keys()
+    numeric = [k for k in first if first[k].dtype.kind in "fiub"]
+    assert len(numeric) > 4
+    for k in numeric:  # every number; the run id differs by design
+        np.testing.assert_array_equal(first[k], second[k], err_msg=k)
+
+
+def test_an_unwritable_cache_folder_leaves_the_cache_off(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert runtime.compile_cache(blocker / "sub") is None
