@@ -80,8 +80,8 @@ def compile_cache(path: str | os.PathLike | None = None, min_compile_s: float = 
     ``path`` defaults to ``cache_dir()``. A cache the user already set
     (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept as it is; ``HRP_COMPILE_CACHE=off``
     turns it off; a folder that cannot be created leaves it off (a run never fails for its cache).
-    Programs that compile in under ``min_compile_s`` seconds are not stored. Results do not depend on it: a cached program
-    is the same executable.
+    Programs that compile in under ``min_compile_s`` seconds are not stored. Results do not
+    depend on it: a cached program is the same executable.
     """
     import jax
 
