@@ -43,7 +43,7 @@ def timed(H, cfg, stream: bool = False) -> float:
     """Seconds of a run, compile excluded: a first run of one chunk compiles the same program
     (every chunk of a run has the same shape)."""
     n_dev = H.devices.local_devices(cfg.devices)
-    small = H.experiment.resolve_basis(cfg).kind == "reduced"
+    small = H.devices.is_small(H.bases.resolve_basis(cfg))
     chunk = H.devices.chunk_length(cfg.seeds, cfg.chunk_size, n_dev, small)
     H.run_experiment(dataclasses.replace(cfg, seeds=chunk), progress=False, stream=stream)
     t0 = time.perf_counter()

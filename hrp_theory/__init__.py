@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING
 
-from . import distributed, flow, linalg, theory
+from . import bases, distributed, flow, linalg, theory
 from .dynamics import OPTIMIZERS, TrainResult, TrainSpec, make_optimizer, train
 from .experiment import ExperimentConfig, ExperimentResult, HrpSpec, run_experiment
 from .flow import Flow, gradient_flow
@@ -20,19 +20,12 @@ from .lora import FORMS, LoraParams, LoraSpec
 from .losses import Objective, factor_grads, population_loss, shift_target, train_loss
 from .metrics import direction_metrics, principal_angles, time_to_excess
 from .preheat import Preheated, preheat_then_svd, thin_svd_of_product
-from .problems import (
-    SPECTRUM_FAMILIES,
-    Problem,
-    ProblemSpec,
-    make_problem,
-    optimal_loss,
-    problem_from_matrices,
-    spectrum_values,
-)
+from .problems import Problem, ProblemSpec, make_problem, optimal_loss, problem_from_matrices
 from .report import save_experiment, summarize_experiment, table
 from .results import load_run
 from .runtime import compile_cache, configure
 from .seeds import map_seeds, root_key
+from .spectra import SPECTRUM_FAMILIES, spectrum_values
 from .stats import DIVERGENCE_FACTOR, diverged, paired_difference, summarize
 
 if TYPE_CHECKING:  # imported on first use, below
@@ -53,6 +46,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "bases",
     "CHECKS",
     "DIVERGENCE_FACTOR",
     "FORMS",

@@ -21,6 +21,15 @@ CHUNK_PER_DEVICE = 64
 SMALL_CHUNK_PER_DEVICE = 1024
 #: Seeds vmapped together on a CPU device when a seed's program is small.
 SMALL_BATCH = 16
+#: A reduced-basis program is small when its matrices are at most this many coordinates wide
+#: (a rank-8 target with p = 16 is 24; one of rank 48 is as slow batched as a dense one).
+SMALL_DIM = 32
+
+
+def is_small(basis) -> bool:
+    """Whether a seed's program in ``basis`` (a ``problems.Basis``) is small: the reduced basis
+    with matrices of at most ``SMALL_DIM`` coordinates."""
+    return basis.kind == "reduced" and max(basis.rows, basis.cols) <= SMALL_DIM
 
 
 def local_devices(devices: int | None = None) -> int:

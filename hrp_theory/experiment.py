@@ -20,10 +20,10 @@ import numpy as np
 
 from . import devices as dev
 from ._fields import static_view, traced
+from .bases import BASES, reduced_obstacles, resolve_basis, spectral_obstacles
 from .dynamics import TrainSpec, check_optimizer, make_optimizer, train
 from .inits import (
     NEEDS_W0,
-    OFFSET_INITS,
     PREHEATED,
     RANDOM_INITS,
     InitHyper,
@@ -38,18 +38,9 @@ from .lora import LoraSpec
 from .losses import population_loss
 from .metrics import direction_metrics, time_to_excess
 from .preheat import check_preheat
-from .problems import (
-    Basis,
-    ProblemArrays,
-    ProblemSpec,
-    build_problem,
-    optimal_loss,
-    parse_sigma,
-    problem_arrays,
-    sigma_eigenvalues,
-    spectrum_values,
-)
+from .problems import Basis, ProblemArrays, ProblemSpec, build_problem, optimal_loss, problem_arrays
 from .seeds import map_seeds
+from .spectra import parse_sigma, sigma_eigenvalues, spectrum_values
 from .stats import diverged, resolution
 from .validation import (
     MAX_SEEDS,
@@ -60,11 +51,6 @@ from .validation import (
     positive_number,
 )
 from .validation import seed as check_seed
-
-BASES = ("auto", "dense", "spectral", "reduced")
-#: Optimizers whose update commutes with rotations of the factors (Adam's per-coordinate
-#: scaling does not).
-EQUIVARIANT_OPTIMIZERS = ("gd", "sgd", "flow")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,90 +164,6 @@ class ExperimentConfig:
 
     def steps_axis(self) -> np.ndarray:
         return np.arange(0, self.train.steps + 1, self.train.every)
-
-
-def spectral_obstacles(config: ExperimentConfig) -> tuple[list[str], list[str]]:
-    """Why the spectral fast path would be impossible (first list) or inexact (second list).
-
-    It is exact for whitened population problems, GD / heavy-ball SGD / gradient flow, and
-    rotation-invariant random factors (Gaussian): then a seed's run in the basis of ``M`` is its
-    dense run with the init rotated, and a rotated Gaussian is a Gaussian."""
-    p = config.problem
-    impossible, inexact = [], []
-    if not p.whitened:
-        impossible.append("Σ ≠ I (the loss then depends on M's singular vectors)")
-    if p.n_samples is not None:
-        impossible.append("finite-sample mode (the data are not diagonal in M's basis)")
-    off = [i for i in config.inits if i in OFFSET_INITS]
-    if off:
-        impossible.append(f"{', '.join(off)} move W0 by a dense matrix")
-    if "eva" in config.inits:
-        impossible.append("eva follows Σ's eigenbasis, which M's singular basis would rotate")
-    fams = [f for f in families_needed(config.inits, config.base) if f != "gaussian"]
-    if fams:
-        inexact.append(
-            f"{', '.join(fams)} factors are not rotation-invariant (use --base "
-            "gaussian and the gaussian init)"
-        )
-    opts = {config.train.optimizer}
-    if config.preheats:
-        opts.add(config.hrp.optimizer or config.train.optimizer)
-    opts -= set(EQUIVARIANT_OPTIMIZERS)
-    if opts:
-        inexact.append(f"{', '.join(sorted(opts))} is not rotation-equivariant")
-    return impossible, inexact
-
-
-def target_rank(spec: ProblemSpec) -> int:
-    """k: the number of nonzero singular values of the spec's target."""
-    return int(np.count_nonzero(spectrum_values(spec.spectrum, spec.k, spec.rank, spec.scale)))
-
-
-def _reduced_layout(config: ExperimentConfig) -> tuple[int, int, int, str]:
-    """``(k, P, width, side)``: the target's rank, the random factor's columns (r, or p for the
-    preheat), the width of the side that carries the direction, and that side."""
-    p = config.problem
-    cols = max(config.lora.r, config.preheat_rank if config.preheats else config.lora.r)
-    side = "B" if config.lora.form == "freeze-b" else "A"
-    return target_rank(p), cols, p.m if side == "B" else p.n, side
-
-
-def reduced_obstacles(config: ExperimentConfig) -> tuple[list[str], list[str]]:
-    """Why the reduced basis would be impossible (first list) or inexact (second list): the
-    spectral basis's conditions, plus a target of rank k ≥ r with ``k + P`` below the width of
-    the direction's side (P = r, or p when an init preheats)."""
-    impossible, inexact = spectral_obstacles(config)
-    k, cols, width, side = _reduced_layout(config)
-    r = config.lora.r
-    if k < r:
-        impossible.append(f"the target's rank k = {k} is below r = {r}")
-    if k + cols >= width:
-        impossible.append(
-            f"k + {'p' if cols > r else 'r'} = {k + cols} is not below "
-            f"{'m' if side == 'B' else 'n'} = {width} (nothing to reduce)"
-        )
-    if side == "B" and config.preheats:
-        impossible.append("the preheated inits with freeze-b LoRA")
-    return impossible, inexact
-
-
-def resolve_basis(config: ExperimentConfig) -> Basis:
-    """The basis a config's seeds run in (``auto``: reduced, else spectral, else dense, the
-    first that is exact in distribution)."""
-    kind = config.basis
-    if kind == "auto":
-        kind = (
-            "reduced"
-            if not any(reduced_obstacles(config))
-            else "spectral"
-            if not any(spectral_obstacles(config))
-            else "dense"
-        )
-    if kind != "reduced":
-        return Basis(kind)
-    k, cols, _, side = _reduced_layout(config)
-    rows, width = (k + cols, k) if side == "B" else (k, k + cols)
-    return Basis("reduced", k, rows, width)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -480,7 +382,7 @@ def run_experiment(
     check_resolution(config.eps, config.problem)
     n_dev = dev.local_devices(config.devices)
     static, hyper = split_config(config)
-    small = static.basis.kind == "reduced"
+    small = dev.is_small(static.basis)
     chunk = dev.chunk_length(config.seeds, config.chunk_size, n_dev, small)
     dev.check_memory(
         bytes_per_seed(config),

@@ -85,7 +85,7 @@ def compile_cache(path: str | os.PathLike | None = None, min_compile_s: float = 
     """
     import jax
 
-    have = jax.config.jax_compilation_cache_dir
+    have = getattr(jax.config, "jax_compilation_cache_dir", None)
     if have:
         return have
     path = os.fspath(path) if path is not None else cache_dir()

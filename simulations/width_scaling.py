@@ -24,7 +24,7 @@ import numpy as np
 
 import hrp_theory as H
 from hrp_theory import theory
-from hrp_theory.experiment import resolve_basis
+from hrp_theory.bases import resolve_basis
 from hrp_theory.results import provenance, write_json, write_png
 
 R, K = 4, 8
@@ -144,15 +144,19 @@ def figure(rows: dict):
     ax = axes[2]
     for (label, pts), color in zip(rows.items(), ("tab:purple", "tab:orange")):
         n = np.array([q["n"] for q in pts], float)
-        ax.errorbar(
-            n,
-            [q["gain"]["mean"] for q in pts],
-            yerr=[1.96 * q["gain"]["se"] for q in pts],
-            fmt="o",
-            ms=4,
-            color=color,
-            label=f"{label}: measured gain, 95% CI",
-        )
+        for source, fmt, fill in (("simulator", "o", None), ("law", "s", "none")):
+            sel = [q for q in pts if q["source"] == source]
+            if sel:
+                ax.errorbar(
+                    [q["n"] for q in sel],
+                    [q["gain"]["mean"] for q in sel],
+                    yerr=[1.96 * q["gain"]["se"] for q in sel],
+                    fmt=fmt,
+                    ms=4,
+                    mfc=fill,
+                    color=color,
+                    label=f"{label}: gain from the {source}, 95% CI",
+                )
         ax.plot(
             n,
             [q["theory"]["gain_guaranteed"] for q in pts],

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from hrp_theory import ProblemSpec, make_problem, optimal_loss, problem_from_matrices
-from hrp_theory.problems import parse_sigma, spectrum_values
+from hrp_theory.spectra import parse_sigma, spectrum_values
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from helpers import assert_mean_within
 
 import hrp_theory as H
 from hrp_theory import theory
+from hrp_theory.bases import reduced_obstacles, resolve_basis
 from hrp_theory.dynamics import make_optimizer, train
-from hrp_theory.experiment import reduced_obstacles, resolve_basis
 from hrp_theory.lora import LoraParams
 from hrp_theory.metrics import direction_metrics
 from hrp_theory.preheat import preheat_then_svd

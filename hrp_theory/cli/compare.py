@@ -10,8 +10,9 @@ import argparse
 import sys
 import time
 
+from ..bases import BASES
 from ..dynamics import OPTIMIZERS, TrainSpec
-from ..experiment import BASES, ExperimentConfig, HrpSpec
+from ..experiment import ExperimentConfig, HrpSpec
 from ..inits import INITS, RANDOM_INITS
 from ..lora import FORMS, SCALINGS, LoraSpec
 from ..preheat import PREHEAT_FORMS

@@ -8,7 +8,7 @@ import re
 
 from ..dynamics import check_optimizer
 from ..inits import check_inits
-from ..problems import spectrum_values
+from ..spectra import spectrum_values
 from ..validation import (
     in_interval,
     non_negative,

@@ -32,9 +32,10 @@ from ..inits import InitHyper, InitStatic, draw, start
 from ..losses import population_loss
 from ..metrics import direction_metrics
 from ..preheat import converged_freeze_a
-from ..problems import Problem, haar_orthogonal, problem_from_matrices, spectrum_values
+from ..problems import Problem, haar_orthogonal, problem_from_matrices
 from ..runtime import x64
 from ..seeds import map_seeds, root_key
+from ..spectra import spectrum_values
 from ..stats import diverged, summarize
 from . import bert, checkpoints, finetune, text
 from .config import FORMS, RealConfig

@@ -25,8 +25,9 @@ import numpy as np
 from ..dynamics import TrainSpec
 from ..experiment import ExperimentConfig, HrpSpec, run_experiment
 from ..lora import LoraSpec
-from ..problems import Basis, ProblemSpec, spectrum_values
+from ..problems import Basis, ProblemSpec
 from ..seeds import map_seeds
+from ..spectra import spectrum_values
 from ..validation import one_of, positive_number
 from ..validation import seed as check_seed
 

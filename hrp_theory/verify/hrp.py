@@ -15,7 +15,8 @@ from .. import theory
 from ..losses import Objective
 from ..metrics import orth
 from ..preheat import preheat_then_svd
-from ..problems import ProblemSpec, build_problem, problem_arrays, spectrum_values
+from ..problems import ProblemSpec, build_problem, problem_arrays
+from ..spectra import spectrum_values
 from ._rules import (
     M_,
     N_,
