@@ -19,8 +19,9 @@ from .validation import optional_positive_int
 CHUNK_PER_DEVICE = 64
 #: ... and when a seed's program is small (the reduced basis: matrices of a few times r).
 SMALL_CHUNK_PER_DEVICE = 1024
-#: Seeds vmapped together on a CPU device when a seed's program is small.
-SMALL_BATCH = 16
+#: Seeds vmapped together on a CPU device when a seed's program is small (measured on 2 cores,
+#: rank-8 target, p = 16, three inits: batch 4, 8, 16 took 120, 105, 226 µs a seed).
+SMALL_BATCH = 8
 #: A reduced-basis program is small when its matrices are at most this many coordinates wide
 #: (a rank-8 target with p = 16 is 24; one of rank 48 is as slow batched as a dense one).
 SMALL_DIM = 32
@@ -66,7 +67,7 @@ def chunk_length(
 def vmap_batch(batch_size: int | None, per_device: int, small: bool = False) -> int:
     """Seeds vmapped together on one device: ``batch_size`` (at most the device's share of the
     chunk); by default the whole share on an accelerator, and on a CPU 1 (the fastest for
-    matrices of the problem's size) or 16 for a ``small`` program (the reduced basis, whose
+    matrices of the problem's size) or 8 for a ``small`` program (the reduced basis, whose
     matrices are a few times r: one seed at a time leaves the CPU waiting on dispatch)."""
     if batch_size is None:
         if jax.default_backend() != "cpu":

@@ -78,7 +78,7 @@ class ExperimentConfig:
       seeds, seed: number of seeds and the root seed (an integer in ``[0, 2⁶⁴)``).
       chunk_size: seeds per jitted call (default: ≤ 64 per device, ≤ 1024 in the reduced
         basis, evenly split).
-      batch_size: seeds vmapped together on one device (default on CPU 1, 16 in the reduced
+      batch_size: seeds vmapped together on one device (default on CPU 1, 8 in the reduced
         basis; the device's share of the chunk on an accelerator).
       devices: local devices the seed axis is sharded over (default: all of the default
         backend's, resolved when the run starts).

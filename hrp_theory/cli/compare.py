@@ -159,7 +159,7 @@ GROUPS: dict[str, list[Flag]] = {
             "--batch-size",
             "batch_size",
             int,
-            "seeds vmapped together on a device (default on CPU 1, 16 in the reduced basis; "
+            "seeds vmapped together on a device (default on CPU 1, 8 in the reduced basis; "
             "the device's share on a GPU)",
         ),
         Flag("--devices", "devices", int, "local devices to shard the seeds over (default: all)"),
