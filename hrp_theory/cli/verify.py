@@ -82,7 +82,7 @@ def run(a: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    from ..verify import Settings
+    from ..verify._rules import BASES, Settings
 
     d = Settings()
     p = sub.add_parser(
@@ -103,7 +103,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the checks and exit")
     p.add_argument(
         "--basis",
-        choices=("auto", "dense"),
+        choices=BASES,
         default=d.basis,
         help="auto (default): each check's whitened problems in the fastest exact basis "
         "(spectral or reduced); dense: every check on dense rotated problems, the general path",

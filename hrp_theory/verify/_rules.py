@@ -32,6 +32,8 @@ from ..validation import one_of, positive_number
 from ..validation import seed as check_seed
 
 M_, N_, R_ = 48, 64, 4  # the canonical sizes of docs/theory.md §2
+#: ``Settings.basis``: the fastest exact basis for each check, or dense problems everywhere.
+BASES = ("auto", "dense")
 GAP = "gap:4:0.1"  # docs/theory.md §5.4's spectrum: σ_r − σ_{r+1} = 0.1
 SPECTRA = {"power": "power:1", "exp": "exp:3", "sqrt": "power:0.5", "spike8": "rank:8"}
 
@@ -77,7 +79,7 @@ class Settings:
     basis: str = "auto"
 
     def __post_init__(self):
-        one_of(self.basis, "basis", ("auto", "dense"))
+        one_of(self.basis, "basis", BASES)
         for f in ("n_se_expect", "n_se_bound", "pathwise_tol"):
             positive_number(getattr(self, f), f)
         if self.pathwise_tol < 1e3 * np.finfo(np.float64).eps:
