@@ -8,6 +8,7 @@ Commands:
   real        the per-layer study on a real transformer (MiniLM by default; `real` extra)
   convert     a checkpoint (default: the installed MiniLM) to Flax msgpack + orbax
   finetune    full fine-tuning of MiniLM on the polarity set: the real ΔW of `real`
+  lora        end-to-end LoRA fine-tuning of MiniLM on polarity or BBC News, every init
   fetch-data  the Pang & Lee polarity sentences from Debian's python3-pattern
 
 Bad input exits with code 2 and one line naming the field and the fix, before anything runs
@@ -20,10 +21,10 @@ from __future__ import annotations
 
 import sys
 
-from . import compare, real, sweep, verify
+from . import compare, lora, real, sweep, verify
 from ._shared import Parser
 
-COMMANDS = (compare, sweep, verify, real)
+COMMANDS = (compare, sweep, verify, real, lora)
 
 
 def build_parser() -> Parser:

@@ -50,7 +50,13 @@ class BertConfig:
 
 
 class Dense(nn.Module):
-    """``y = x @ kernel + bias`` (kernel ``(in, out)``, HF Flax layout) that sows ``x``."""
+    """``y = x @ kernel + bias`` (kernel ``(in, out)``, HF Flax layout) that sows ``x``.
+
+    With a LoRA adapter in the ``"lora"`` collection under its path (``lora_model``):
+    ``y += s·(x A) Bᵀ − s·(x A₀) B₀ᵀ``, where ``A`` (in, r) and ``B`` (out, r) are trained and the
+    optional frozen ``A₀, B₀`` carry an init's offset of ``W0`` (``W0 ← W0 − s·B₀A₀ᵀ``) without
+    copying the base. The two terms are summed before they are added, so an offset init's output
+    at step 0 is the base model's."""
 
     features: int
 
@@ -59,7 +65,14 @@ class Dense(nn.Module):
         self.sow("inputs", "x", x)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return x @ kernel + bias
+        y = x @ kernel + bias
+        if self.has_variable("lora", "A"):
+            low = lambda a, b: (x @ self.get_variable("lora", a)) @ self.get_variable("lora", b).T
+            update = low("A", "B")
+            if self.has_variable("lora", "A0"):
+                update = update - low("A0", "B0")
+            y = y + self.get_variable("lora", "s") * update
+        return y
 
 
 class SelfAttention(nn.Module):

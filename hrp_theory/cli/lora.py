@@ -1,0 +1,102 @@
+"""``hrp-sim lora``: the end-to-end LoRA study on a real task (``real`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ._shared import Flag, default_of, guarded, output_parent, quiet_parent, seed_parent
+from .real import need_real_extra
+
+FLAGS = [
+    Flag("--task", "task", str, "polarity | bbc (default %(default)s)"),
+    Flag("--inits", "inits", str, "comma list (default %(default)s)"),
+    Flag("--r", "r", int, "LoRA rank (default %(default)s)"),
+    Flag("--alpha", "alpha", float, "LoRA α; scale α/r (default %(default)s)"),
+    Flag("--scaling", "scaling", str, "alpha/r | alpha/sqrt-r (default %(default)s)"),
+    Flag("--preheat-rank", "preheat_rank", int, "HRP's p (default %(default)s)"),
+    Flag("--preheat-steps", "preheat_steps", int, "HRP's T_p (default %(default)s)"),
+    Flag("--steps", "steps", int, "main-run steps (default %(default)s)"),
+    Flag("--lr", "lr", float, "common learning rate (default %(default)s)"),
+    Flag(
+        "--lr-grid",
+        "lr_grid",
+        str,
+        "comma list of learning rates, each init at each; best per init on validation "
+        "(must contain --lr; default: none)",
+    ),
+    Flag("--optimizer", "optimizer", str, "adamw | adam | sgd (default %(default)s)"),
+    Flag("--batch-size", "batch_size", int, "(default %(default)s)"),
+    Flag("--max-tokens", "max_tokens", int, "token cap per example (default %(default)s)"),
+    Flag("--targets", "targets", str, "regex over kernel paths (default %(default)r: all 36)"),
+    Flag("--seeds", "seeds", int, "seeds per init, vmapped (default %(default)s)"),
+    Flag("--eval-every", "eval_every", int, "validation every k steps (default %(default)s)"),
+    Flag(
+        "--hessian-iters", "hessian_iters", int, "power iterations for λ_max (default %(default)s)"
+    ),
+    Flag(
+        "--target-loss",
+        "target_loss",
+        float,
+        "training loss for steps-to-target (default %(default)s)",
+    ),
+    Flag("--checkpoint", "checkpoint", str, "base model (default: the installed MiniLM)"),
+    Flag("--data", "data", str, "the task's data file or folder (default: installed/fetched)"),
+]
+
+
+def _floats(text: str | None, field: str):
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(
+            f"{field}: {text!r} is not a comma list of numbers such as 1e-4,3e-4"
+        ) from None
+
+
+def config(a: argparse.Namespace):
+    from ..real.config import LoraConfig
+    from ..validation import names
+
+    kw = {f.dest: getattr(a, f.dest) for f in FLAGS}
+    kw["inits"] = names(kw["inits"], "inits")
+    kw["lr_grid"] = _floats(kw["lr_grid"], "lr_grid")
+    return LoraConfig(seed=a.seed, **kw)
+
+
+def run_lora(a: argparse.Namespace) -> int:
+    cfg = config(a)
+    need_real_extra()
+
+    def work() -> int:
+        from .. import interrupts
+        from ..real import lora_report, lora_study
+        from ._shared import report_written
+
+        t0 = time.perf_counter()
+        study = lora_study.run_study(cfg, a.out, progress=not a.quiet)
+        summary = lora_report.summarize_study(study, cfg)
+        with interrupts.deferred() as d:
+            paths = lora_report.save(summary, study, cfg, a.out, a.json, figures=not a.no_figures)
+        print(lora_report.table(summary))
+        print(f"wall time {time.perf_counter() - t0:.1f} s")
+        return report_written(paths, d["signal"])
+
+    return guarded(a, work, "lora")
+
+
+def add_parsers(sub) -> None:
+    from ..real.config import LoraConfig
+
+    d = LoraConfig()
+    p = sub.add_parser(
+        "lora",
+        help="end-to-end LoRA fine-tuning of MiniLM on a real task, every init, seeds paired",
+        parents=[seed_parent(), output_parent("hrp-results/lora", "summary"), quiet_parent()],
+    )
+    for f in FLAGS:
+        default = default_of(d, f.target)
+        f.add(p, ",".join(default) if f.dest == "inits" else default)
+    p.set_defaults(func=run_lora)
