@@ -66,9 +66,41 @@ def config(a: argparse.Namespace):
     return LoraConfig(seed=a.seed, **kw)
 
 
+def export(study: dict, cfg, folder) -> dict:
+    """Seed 0's trained adapter of every init (and lr) that keeps ``W0``, as PEFT adapters in
+    ``folder/RUN/``."""
+    from pathlib import Path
+
+    from ..real import checkpoints, lora_model, lora_study
+
+    base = str(Path(cfg.checkpoint) if cfg.checkpoint else checkpoints.minilm_path())
+    out = {}
+    for run, arrays in study["runs"].items():
+        name = run.split("@")[0]
+        if bool(arrays.get("moves_w0", False)):
+            out[f"peft {run}"] = "not exported: the init moves W0, which a PEFT adapter cannot carry"
+            continue
+        adapters, head = lora_study.seed0_adapter(arrays, name)
+        written = lora_model.export_peft(
+            Path(folder) / run,
+            adapters,
+            r=cfg.r,
+            alpha=cfg.alpha,
+            scaling=cfg.scaling,
+            base_model=base,
+            head=head,
+        )
+        out[f"peft {run}"] = str(Path(written["weights"]).parent)
+    return out
+
+
 def run_lora(a: argparse.Namespace) -> int:
     cfg = config(a)
     need_real_extra()
+    if a.export_peft is not None:
+        from ..results import check_output_dir
+
+        check_output_dir(a.export_peft, "export_peft")
 
     def work() -> int:
         from .. import interrupts
@@ -80,6 +112,8 @@ def run_lora(a: argparse.Namespace) -> int:
         summary = lora_report.summarize_study(study, cfg)
         with interrupts.deferred() as d:
             paths = lora_report.save(summary, study, cfg, a.out, a.json, figures=not a.no_figures)
+            if a.export_peft is not None:
+                paths |= export(study, cfg, a.export_peft)
         print(lora_report.table(summary))
         print(f"wall time {time.perf_counter() - t0:.1f} s")
         return report_written(paths, d["signal"])
@@ -99,4 +133,11 @@ def add_parsers(sub) -> None:
     for f in FLAGS:
         default = default_of(d, f.target)
         f.add(p, ",".join(default) if f.dest == "inits" else default)
+    p.add_argument(
+        "--export-peft",
+        default=None,
+        metavar="DIR",
+        help="also write seed 0's trained adapter of each init that keeps W0 as a PEFT LoRA "
+        "adapter (DIR/INIT@lr=LR/adapter_model.safetensors + adapter_config.json + head)",
+    )
     p.set_defaults(func=run_lora)

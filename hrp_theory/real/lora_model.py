@@ -13,6 +13,8 @@ output, intermediate, output): PEFT's ``all-linear`` for this model.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 
@@ -64,3 +66,65 @@ def update(ab: LoraParams, offset: LoraParams | None, s) -> jax.Array:
     """The change of ``W0`` (out, in) an adapter makes: ``s·(BAᵀ − B₀A₀ᵀ)``."""
     d = ab.B @ ab.A.T
     return s * (d if offset is None else d - offset.B @ offset.A.T)
+
+
+# ---------------------------------------------------------------------------------------------
+# PEFT interop
+
+PEFT_WEIGHTS = "adapter_model.safetensors"
+PEFT_CONFIG = "adapter_config.json"
+
+
+def peft_module(path: str) -> str:
+    """``encoder/layer/0/attention/self/query`` → ``encoder.layer.0.attention.self.query``, the
+    module's name in transformers' ``BertModel``."""
+    return path.replace("/", ".")
+
+
+def export_peft(
+    folder, adapters: dict, *, r: int, alpha: float, scaling: str, base_model: str, head=None
+) -> dict:
+    """Write one seed's adapter as a PEFT LoRA adapter for transformers' ``BertModel``:
+    ``adapter_model.safetensors`` (``…<module>.lora_A.weight`` = ``Aᵀ`` (r, in),
+    ``…lora_B.weight`` = ``B`` (out, r)) and ``adapter_config.json`` (the modules listed by full
+    name, so the pooler's ``dense`` is not caught). ``peft.PeftModel.from_pretrained`` loads it;
+    the head, if given, goes to ``head.safetensors`` (``kernel`` (hidden, classes), ``bias``).
+    Both files are written atomically. Returns the paths."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save
+
+    from ..results import _atomic
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for path, ab in adapters.items():
+        key = f"base_model.model.{peft_module(path)}"
+        tensors[f"{key}.lora_A.weight"] = np.ascontiguousarray(np.asarray(ab.A, np.float32).T)
+        tensors[f"{key}.lora_B.weight"] = np.ascontiguousarray(np.asarray(ab.B, np.float32))
+    config = {
+        "peft_type": "LORA",
+        "base_model_name_or_path": base_model,
+        "r": r,
+        "lora_alpha": alpha,
+        "use_rslora": scaling == "alpha/sqrt-r",
+        "target_modules": sorted(peft_module(p) for p in adapters),
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "init_lora_weights": True,
+        "task_type": None,
+        "inference_mode": True,
+    }
+    paths = {
+        "weights": _atomic(out / PEFT_WEIGHTS, lambda f: f.write(save(tensors))),
+        "config": _atomic(
+            out / PEFT_CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode())
+        ),
+    }
+    if head is not None:
+        h = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in head.items()}
+        paths["head"] = _atomic(out / "head.safetensors", lambda f: f.write(save(h)))
+    return {k: str(v) for k, v in paths.items()}

@@ -203,7 +203,10 @@ def table(summary: dict) -> str:
 def per_seed(study: dict) -> dict:
     """Flat ``{"run|field": array}`` of every run (for ``per_seed.npz``)."""
     return {
-        f"{run}|{f}": np.asarray(v) for run, arrs in study["runs"].items() for f, v in arrs.items()
+        f"{run}|{f}": np.asarray(v)
+        for run, arrs in study["runs"].items()
+        for f, v in arrs.items()
+        if not f.startswith("seed0|")  # the exported adapter stays in runs/
     }
 
 

@@ -519,6 +519,11 @@ def run_one(setup: Setup, cfg: LoraConfig, shared: Shared, name: str, lr: float,
     out["val_acc"] = np.stack([a0, *[v[1] for v in val]], 1)
     out["val_loss_final"], out["val_acc_final"] = val[-1]
     out["captured_lora"] = captured_lora(init, final["lora"], offsets, cfg.r, shared.halves)
+    for path, ab in final["lora"].items():  # seed 0's trained adapter and head (--export-peft)
+        out[f"seed0|{path}|A"], out[f"seed0|{path}|B"] = ab.A[0], ab.B[0]
+    for f, v in final["head"].items():
+        out[f"seed0|head|{f}"] = v[0]
+    out["moves_w0"] = np.asarray(bool(offsets))
     if shared.targets is not None:
         out["captured_target"] = captured_target(init, shared.targets, shared.halves)
     out["seconds"] = time.perf_counter() - t0
@@ -588,3 +593,24 @@ def run_study(cfg: LoraConfig, out, progress: bool = True) -> dict:
         "wall_seconds": time.perf_counter() - t0,
     }
     return {"runs": runs, "meta": meta}
+
+
+def seed0_adapter(run: dict, name: str) -> tuple[dict, dict]:
+    """Seed 0's trained ``({path: LoraParams}, head)`` of a run (``--export-peft``)."""
+    from ..lora import LoraParams
+
+    if "moves_w0" not in run:
+        raise ValueError(
+            f"export_peft: the saved run of {name} predates adapter export; delete its file "
+            "under OUT/runs/ and rerun to export it"
+        )
+    if bool(run["moves_w0"]):
+        raise ValueError(
+            f"export_peft: {name} moves W0 (W0 ← W0 − s·B₀A₀ᵀ), which a PEFT LoRA adapter cannot "
+            "carry; export an init that keeps W0 (kaiming, gaussian, eva, lora-one, hrp) or drop "
+            "--export-peft"
+        )
+    paths = sorted({k.split("|")[1] for k in run if k.startswith("seed0|") and "|head|" not in k})
+    adapters = {p: LoraParams(B=run[f"seed0|{p}|B"], A=run[f"seed0|{p}|A"]) for p in paths}
+    head = {f: run[f"seed0|head|{f}"] for f in ("kernel", "bias")}
+    return adapters, head

