@@ -7,7 +7,12 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.py"))
 #: Figures each notebook shows (at least).
-FIGURES = {"01_quickstart.py": 3, "02_theory_vs_simulation.py": 1, "03_real_layers.py": 2}
+FIGURES = {
+    "01_quickstart.py": 3,
+    "02_theory_vs_simulation.py": 1,
+    "03_real_layers.py": 2,
+    "04_real_lora.py": 3,
+}
 
 
 @pytest.mark.notebook

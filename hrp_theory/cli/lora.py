@@ -78,7 +78,9 @@ def export(study: dict, cfg, folder) -> dict:
     for run, arrays in study["runs"].items():
         name = run.split("@")[0]
         if bool(arrays.get("moves_w0", False)):
-            out[f"peft {run}"] = "not exported: the init moves W0, which a PEFT adapter cannot carry"
+            out[f"peft {run}"] = (
+                "not exported: the init moves W0, which a PEFT adapter cannot carry"
+            )
             continue
         adapters, head = lora_study.seed0_adapter(arrays, name)
         written = lora_model.export_peft(

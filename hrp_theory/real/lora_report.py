@@ -66,7 +66,9 @@ def _init_stats(run: dict, ref: dict | None, cfg: LoraConfig) -> dict:
     if "lam_max" in run:
         lam = np.asarray(run["lam_max"], np.float64)
         rec["lam_max"] = summarize(lam)
-        rec["gd_stability_lr"] = summarize(np.where(lam > 0, 2.0 / lam, np.nan))
+        rec["gd_stability_lr"] = summarize(
+            np.where(lam > 0, 2.0 / np.where(lam > 0, lam, 1), np.nan)
+        )
     for f in ("captured_lora", "captured_target"):
         if f in run:
             c = np.asarray(run[f], np.float64).mean(axis=1)  # (S, 2): mean over kernels

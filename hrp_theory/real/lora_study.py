@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from .. import inits as core_inits
+from ..curvature import lam_max_power
 from ..preheat import thin_svd_of_product
 from ..results import write_npz
 from ..seeds import root_key
@@ -175,24 +176,8 @@ def programs(setup: Setup, opt, s, hessian_iters: int) -> Programs:
 
     def lam_max(trainable, base, offsets, idx, key):
         args = batch(idx)
-        grad = jax.grad(lambda t: _loss(model, s, t, base, offsets, *args))
-        hvp = lambda v: jax.jvp(grad, (trainable,), (v,))[1]
-        leaves, tdef = jax.tree.flatten(trainable)
-        ks = jax.random.split(key, len(leaves))
-        v = tdef.unflatten([jax.random.normal(k, x.shape, x.dtype) for k, x in zip(ks, leaves)])
-        norm = lambda t: jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(t)))
-        dot = lambda a, b: sum(
-            jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
-        )
-
-        def body(_, carry):
-            v, _ = carry
-            v = jax.tree.map(lambda x: x / norm(v), v)
-            w = hvp(v)
-            return w, dot(v, w)
-
-        _, lam = jax.lax.fori_loop(0, hessian_iters, body, (v, jnp.zeros((), leaves[0].dtype)))
-        return lam
+        loss = lambda t: _loss(model, s, t, base, offsets, *args)
+        return lam_max_power(loss, trainable, key, hessian_iters)
 
     def grads(kernels, head, base, idx):
         """``∂L/∂W`` (out, in) of each kernel at the base, zero adapters, averaged over batches."""
@@ -591,6 +576,8 @@ def run_study(cfg: LoraConfig, out, progress: bool = True) -> dict:
         "reused_runs": reused,
         "bridge_target": deltas is not None,
         "wall_seconds": time.perf_counter() - t0,
+        # the compute of every run, reused ones included: the study's cost from scratch
+        "runs_seconds": float(sum(float(r["seconds"]) for r in runs.values())),
     }
     return {"runs": runs, "meta": meta}
 

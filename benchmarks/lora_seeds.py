@@ -1,0 +1,148 @@
+"""The end-to-end LoRA study's train step, measured side by side in one process.
+
+    python benchmarks/lora_seeds.py                     # a few minutes on 2 cores
+    python benchmarks/lora_seeds.py --json lora.json --study hrp-results/lora/summary.json
+
+* ``seed_vmap_speedup``: seconds per seed-step of S seeds as one vmapped program against the
+  same S seeds run one after another (a one-seed program), MiniLM, every encoder kernel, r = 8,
+  batch 16 × 32 tokens, AdamW, compile excluded;
+* ``ratio_vs_peft``: PEFT's own PyTorch LoRA step (same model, r, targets, batch, tokens and
+  optimizer; needs the ``peft`` extra) in seconds per step, over ours per seed-step (vmapped):
+  above 1 means ours is faster;
+* ``peak_rss_gb``: the process's peak resident memory;
+* ``study_wall_s``: the summed compute of a finished study's runs, read from its
+  ``summary.json`` (``--study``), if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def ours(seeds: int, steps: int, batch: int, tokens: int) -> tuple[float, float]:
+    """``(vmapped, sequential)`` seconds per seed-step."""
+    import jax
+    import jax.numpy as jnp
+
+    from hrp_theory.real import lora_inits, lora_study
+    from hrp_theory.real.config import LoraConfig
+
+    def setup_for(s: int):
+        cfg = LoraConfig(inits=("kaiming",), seeds=s, batch_size=batch, max_tokens=tokens)
+        setup = lora_study.prepare(cfg, progress=False)
+        keys = lora_study.seed_keys(cfg)
+        order = lora_study.batch_order(cfg, setup.task.train, steps + 1)
+        opt = lora_study._optimizer(cfg, cfg.lr)
+        prog = lora_study.programs(setup, opt, cfg.scale(cfg.r), 0)
+        st, hy = lora_study._static(cfg), lora_study._hyper(cfg, cfg.lr)
+        ad, off = lora_inits.initialize("kaiming", setup.kernels, keys, st, hy)
+        hd = lora_study.heads(keys, setup.hidden, 2)
+        return setup, prog, opt, ad, off, hd, order
+
+    def per_step(s: int) -> float:
+        setup, prog, opt, ad, off, hd, order = setup_for(s)
+        tr, _ = lora_study.train(prog, opt, ad, off, hd, setup.base, order, 1)  # compile
+        jax.block_until_ready(tr)
+        t0 = time.perf_counter()
+        tr, _ = lora_study.train(prog, opt, ad, off, hd, setup.base, order[:, 1:], steps)
+        jax.block_until_ready(tr)
+        return (time.perf_counter() - t0) / steps
+
+    vmapped = per_step(seeds) / seeds
+    one = per_step(1)  # one seed's program; S of them one after another cost S times this
+    del jnp
+    return vmapped, one
+
+
+def peft_step(steps: int, batch: int, tokens: int) -> float | None:
+    """Seconds per PEFT LoRA step (PyTorch, CPU), or None without the peft extra."""
+    try:
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import BertModel
+    except ImportError:
+        return None
+    from hrp_theory.real import bert, checkpoints, lora_model, tasks
+
+    path = checkpoints.minilm_path()
+    task = tasks.load("polarity")
+    model = BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+    names = [
+        lora_model.peft_module(p)
+        for p, _ in checkpoints.kernels(checkpoints.load(path), "encoder/")
+    ]
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=names))
+    head = torch.nn.Linear(384, 2)
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.0)
+    tok = bert.tokenizer(path, max_length=tokens, pad_to_multiple_of=tokens)
+    rng = np.random.default_rng(0)
+
+    def step():
+        idx = rng.choice(task.train, batch, replace=False)
+        ids, mask = bert.encode(tok, [task.texts[i] for i in idx])
+        ids_t, mask_t = (
+            torch.from_numpy(ids.astype(np.int64)),
+            torch.from_numpy(mask.astype(np.int64)),
+        )
+        h = model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+        m = mask_t[..., None].float()
+        logits = head((h * m).sum(1) / m.sum(1))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(task.labels[idx]).long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    model.train()
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--study", default=None, help="a finished study's summary.json")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+
+    from hrp_theory import runtime
+
+    runtime.configure()
+    vmapped, one = ours(a.seeds, a.steps, a.batch, a.tokens)
+    peft = peft_step(a.steps, a.batch, a.tokens)
+    out = {
+        "seeds": a.seeds,
+        "batch_x_tokens": f"{a.batch}x{a.tokens}",
+        "ours_vmapped_s_per_seed_step": vmapped,
+        "ours_sequential_s_per_seed_step": one,
+        "seed_vmap_speedup": one / vmapped,
+        "peft_s_per_step": peft,
+        "ratio_vs_peft": None if peft is None else peft / vmapped,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "study_wall_s": None,
+    }
+    if a.study is not None:
+        meta = json.loads(Path(a.study).read_text())["meta"]
+        out["study_wall_s"] = meta["runs_seconds"]  # every run's compute, reused ones included
+    for k, v in out.items():
+        print(f"{k:>32}: {v:.4g}" if isinstance(v, float) else f"{k:>32}: {v}")
+    if a.json:
+        from hrp_theory.results import write_json
+
+        write_json(a.json, out)
+
+
+if __name__ == "__main__":
+    main()
