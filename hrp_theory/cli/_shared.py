@@ -145,7 +145,13 @@ def what_exists(out, since: float, json_path=None) -> str:
     they were."""
     out = Path(out)
     paths = (
-        [p for p in out.glob("*") if p.is_file() and p.name != LOCK and not p.name.startswith(".")]
+        [
+            p
+            for p in out.rglob("*")
+            if p.is_file()
+            and p.name != LOCK
+            and not any(part.startswith(".") for part in p.relative_to(out).parts)
+        ]
         if out.is_dir()
         else []
     )
@@ -157,7 +163,7 @@ def what_exists(out, since: float, json_path=None) -> str:
         return "before any result was written; nothing written" + (
             f" ({len(old)} file(s) from an earlier run are untouched)" if old else ""
         )
-    return f"while writing; written by this run: {', '.join(new)}" + (
+    return f"after writing {', '.join(new)}" + (
         f"; left from an earlier run: {', '.join(old)}" if old else ""
     )
 

@@ -259,6 +259,16 @@ def _hyper(cfg: LoraConfig, lr: float) -> core_inits.InitHyper:
     )
 
 
+def stop_if_signalled() -> None:
+    """Raise ``KeyboardInterrupt`` if SIGINT/SIGTERM arrived: the handler's own exception is lost
+    when the signal lands inside a garbage-collection callback (JAX registers one), so the loops
+    also check the recorded signal."""
+    from .. import interrupts
+
+    if interrupts.received() is not None:
+        raise KeyboardInterrupt
+
+
 def train(
     prog: Programs,
     opt,
@@ -279,6 +289,7 @@ def train(
     state = jax.vmap(opt.init)(trainable)
     losses = []
     for k in range(steps):
+        stop_if_signalled()
         trainable, state, loss = prog.step(
             trainable, state, base, offsets, jnp.asarray(order[:, k])
         )
@@ -562,6 +573,7 @@ def run_study(cfg: LoraConfig, out, progress: bool = True) -> dict:
         for name in cfg.inits:
             key = run_key(cfg, name, lr, shared)
             path = runs_dir / f"{run_name(name, lr)}.npz"
+            stop_if_signalled()
             got = load_saved(path, key)
             if got is None:
                 got = run_one(setup, cfg, shared, name, lr, progress)
