@@ -12,6 +12,7 @@ rule (``stats.DIVERGENCE_RULE``) on their training loss are counted and left out
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,8 +92,8 @@ def spearman(x, y) -> dict:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3:
         return {"rho": None, "p": None, "n": int(ok.sum())}
-    res = spearmanr(x[ok], y[ok])
-    return {"rho": float(res.statistic), "p": float(res.pvalue), "n": int(ok.sum())}
+    res: Any = spearmanr(x[ok], y[ok])
+    return {"rho": float(res[0]), "p": float(res[1]), "n": int(ok.sum())}
 
 
 def bridge_points(study: dict, cfg: LoraConfig, lr: float) -> dict:

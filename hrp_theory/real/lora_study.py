@@ -191,16 +191,15 @@ def programs(setup: Setup, opt, s, hessian_iters: int) -> Programs:
         g = jax.lax.map(lambda i: jax.grad(loss_of)(kernels, i), idx)
         return {p: jnp.mean(x, 0).T for p, x in g.items()}
 
-    seeds = dict(in_axes=(0, 0, None, 0, 0))
     return Programs(
-        step=jax.jit(jax.vmap(step, **seeds), donate_argnums=(0, 1)),
+        step=jax.jit(jax.vmap(step, in_axes=(0, 0, None, 0, 0)), donate_argnums=(0, 1)),
         evaluate=jax.jit(jax.vmap(evaluate, in_axes=(0, None, 0, None, None))),
         lam_max=jax.jit(jax.vmap(lam_max, in_axes=(0, None, 0, 0, 0))),
         grads=jax.jit(grads),
     )
 
 
-def evaluate(prog: Programs, trainable, base, offsets, split: np.ndarray) -> tuple[np.ndarray, ...]:
+def evaluate(prog: Programs, trainable, base, offsets, split: np.ndarray) -> tuple[Any, Any]:
     """``(loss, accuracy)`` per seed on ``split`` (batches of ``EVAL_BATCH``; the last padded)."""
     n = len(split)
     pad = (-n) % EVAL_BATCH
