@@ -175,7 +175,7 @@ class LoraConfig:
     grad_batches: int = 4
     sigma_examples: int = 256
     hessian_iters: int = 8
-    target_loss: float = 0.45
+    target_loss: float = 0.6
     checkpoint: str | None = None
     data: str | None = None
 

@@ -413,7 +413,7 @@ class Shared(NamedTuple):
 def run_key(cfg: LoraConfig, name: str, lr: float, shared: Shared) -> str:
     """The settings one run depends on (a saved run is reused only if they match)."""
     d = dataclasses.asdict(cfg)
-    for f in ("inits", "lr_grid", "lr"):
+    for f in ("inits", "lr_grid", "lr", "target_loss"):  # target_loss: the report's only
         d.pop(f)
     d |= {"init": name, "run_lr": lr, "bridge_target": shared.targets is not None}
     return json.dumps(d, sort_keys=True)
