@@ -18,7 +18,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from ..lora import LoraParams
 from . import bert, checkpoints
 
 DEFAULT_TARGETS = "encoder/"
@@ -52,20 +51,6 @@ def logits(model: bert.Bert, base: dict, trainable: dict, offsets: dict, s, ids,
     """Class logits; ``trainable = {"lora": {path: LoraParams}, "head": {kernel, bias}}``."""
     h = hidden(model, base, trainable["lora"], offsets, s, ids, mask)
     return h @ trainable["head"]["kernel"] + trainable["head"]["bias"]
-
-
-def zero_adapters(kernels, r: int, dtype=jnp.float32) -> dict:
-    """``A = B = 0`` on every kernel (the base model, as a LoRA)."""
-    return {
-        p: LoraParams(B=jnp.zeros((W.shape[0], r), dtype), A=jnp.zeros((W.shape[1], r), dtype))
-        for p, W in kernels
-    }
-
-
-def update(ab: LoraParams, offset: LoraParams | None, s) -> jax.Array:
-    """The change of ``W0`` (out, in) an adapter makes: ``s·(BAᵀ − B₀A₀ᵀ)``."""
-    d = ab.B @ ab.A.T
-    return s * (d if offset is None else d - offset.B @ offset.A.T)
 
 
 # ---------------------------------------------------------------------------------------------

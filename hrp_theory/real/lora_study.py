@@ -314,10 +314,6 @@ def _captured(S_r, V_r, X):
     return jnp.sum((S_r[:, None] * proj) ** 2) / jnp.sum(S_r**2)
 
 
-class Whitening(NamedTuple):
-    half: jax.Array  # Σ^{1/2} (in, in), Σ normalised by λ_max
-
-
 def whitenings(moments: dict) -> dict:
     """``Σ^{1/2}`` per kernel (eigenvalues below 1e-12·λ_max clipped)."""
     out = {}
