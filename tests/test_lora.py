@@ -182,10 +182,19 @@ def test_cli_writes_outputs_and_resumes(tiny, tmp_path, capsys):
     s = json.loads((out / "summary.json").read_text())
     for f in ("curves.png", "accuracy.png", "bridge.png", "per_seed.npz", "table.txt"):
         assert (out / f).stat().st_size > 0, f
+    hrp, kaiming = s["inits"]["hrp"], s["inits"]["kaiming"]
     with np.load(out / "per_seed.npz", allow_pickle=False) as z:
         assert str(z["run_id"]) == s["run_id"]
         assert z["hrp@lr=0.002|test_acc"].shape == (2,)
-    hrp = s["inits"]["hrp"]
+        # λ_max is measured at the common lr only; the tuned difference pairs each init's best
+        # lr with the reference's own best
+        assert "hrp@lr=0.0005|lam_max" in z and "hrp@lr=0.002|lam_max" not in z
+        tuned = (
+            z[f"hrp@lr={hrp['best_lr']:g}|test_acc"]
+            - z[f"kaiming@lr={kaiming['best_lr']:g}|test_acc"]
+        )
+    assert hrp["diff_test_acc_tuned"]["mean"] == pytest.approx(tuned.mean())
+    assert "diff_test_acc_tuned" not in kaiming
     assert hrp["best_lr"] in (5e-4, 2e-3)
     assert set(hrp["val_acc_by_lr"]) == {"0.0005", "0.002"}
     assert hrp["common_lr"]["diff_test_acc"]["n"] == 2

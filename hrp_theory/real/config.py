@@ -149,7 +149,8 @@ class LoraConfig:
         examples, and at the end on all of them.
       grad_batches: batches averaged for LoRA-GA's and LoRA-One's full-weight gradient.
       sigma_examples: training examples for the input second moments (EVA, CorDA, the bridge).
-      hessian_iters: power iterations for λ_max of the loss Hessian at init (0: skip).
+      hessian_iters: power iterations for λ_max of the loss Hessian at init, measured at the
+        common learning rate ``lr`` (0: skip).
       target_loss: the training loss whose first crossing is reported (steps to reach it).
       checkpoint, data: base model (default: installed MiniLM) and the task's data.
     """

@@ -2,11 +2,13 @@
 
 Per init, at the common learning rate and at its own best one (chosen on the validation split
 when a grid ran): test accuracy and loss (mean, SE, 95 % CI), the paired difference against the
-reference init (``kaiming`` when it ran), HRP at the same total budget (preheat steps counted),
-steps to reach the target training loss, λ_max of the loss Hessian at init and GD's stability
-threshold ``2/λ_max``. The bridge: Spearman's rank correlation, across (init, seed), between the
-mean whitened captured energy at init and the final test loss. Seeds that break the divergence
-rule (``stats.DIVERGENCE_RULE``) on their training loss are counted and left out.
+reference init (``kaiming`` when it ran; with a grid also "tuned against tuned": each init at its
+best learning rate against the reference at the reference's best), HRP at the same total budget
+(preheat steps counted), steps to reach the target training loss, λ_max of the loss Hessian at
+init and GD's stability threshold ``2/λ_max``. The bridge: Spearman's rank correlation, across
+(init, seed), between the mean whitened captured energy at init and the final test loss. Seeds
+that break the divergence rule (``stats.DIVERGENCE_RULE``) on their training loss are counted
+and left out.
 """
 
 from __future__ import annotations
@@ -141,6 +143,15 @@ def summarize_study(study: dict, cfg: LoraConfig) -> dict:
             "at_best_lr": by_lr[best][name],
             "val_acc_by_lr": {f"{lr:g}": val[lr] for lr in cfg.lrs},
         }
+    # tuned against tuned: each init at its best lr against the reference at the reference's
+    # own best lr, paired by seed (the same seeds, data order and heads)
+    ref_best = _outcomes(runs[run_name(ref_name, inits[ref_name]["best_lr"])])
+    for name in cfg.inits:
+        if name != ref_name:
+            o = _outcomes(runs[run_name(name, inits[name]["best_lr"])])
+            inits[name]["diff_test_acc_tuned"] = paired_difference(
+                o["test_acc"], ref_best["test_acc"]
+            )
     pts = bridge_points(study, cfg, cfg.lr)
     cat = lambda f: (
         np.concatenate([p[f] for p in pts.values()]) if all(f in p for p in pts.values()) else None
@@ -171,20 +182,20 @@ def table(summary: dict) -> str:
         f"{cfg['task']}: r={cfg['r']}, {cfg['steps']} steps, {cfg['seeds']} seeds, common lr "
         f"{cfg['lr']:g}; Δ = paired difference vs {ref} (accuracy points)",
         f"{'init':<10}{'test acc':>16}{'Δ vs ' + ref:>18}{'best lr':>9}{'acc @best':>16}"
-        f"{'λ_max':>9}{'steps→L*':>10}{'div':>5}",
+        f"{'Δ tuned':>16}{'λ_max':>9}{'steps→L*':>10}{'div':>5}",
     ]
+    diff = lambda d: (
+        "" if d is None else f"{100 * d['mean']:+.1f} ± {100 * (d['ci95'][1] - d['mean']):.1f}"
+    )
     pct = lambda s: f"{100 * s['mean']:.1f} ± {100 * (s['ci95'][1] - s['mean']):.1f}"
     for name, rec in summary["inits"].items():
         c = rec["common_lr"]
-        d = c.get("diff_test_acc")
-        diff = (
-            "" if d is None else f"{100 * d['mean']:+.1f} ± {100 * (d['ci95'][1] - d['mean']):.1f}"
-        )
         lam = c.get("lam_max", {}).get("mean", float("nan"))
         st = c["steps_to_target"]
         lines.append(
-            f"{name:<10}{pct(c['test_acc']):>16}{diff:>18}{rec['best_lr']:>9.0e}"
-            f"{pct(rec['at_best_lr']['test_acc']):>16}{lam:>9.3g}"
+            f"{name:<10}{pct(c['test_acc']):>16}{diff(c.get('diff_test_acc')):>18}"
+            f"{rec['best_lr']:>9.0e}{pct(rec['at_best_lr']['test_acc']):>16}"
+            f"{diff(rec.get('diff_test_acc_tuned')):>16}{lam:>9.3g}"
             f"{st['mean']:>7.0f} {st['reached']}/{st['n'] + st['n_nonfinite']}"
             f"{c['n_diverged']:>4}"
         )

@@ -12,9 +12,10 @@ resumes where it stopped.
 Per run: the training loss at every step, validation accuracy every ``eval_every`` steps, test
 accuracy and loss at the end (HRP also after ``steps − T_p`` main steps: the same total budget,
 preheat counted), λ_max of the loss Hessian at init (power iteration on Hessian-vector products,
-over the trainable parameters: adapters and head) and, per kernel, the captured energy at init
-(raw and whitened, as in ``hrp-sim real``) of the run's own final update and, when the full
-fine-tune of ``hrp-sim finetune`` exists for the task, of its ``ΔW``.
+over the trainable parameters: adapters and head; at the common learning rate only, since the
+init does not depend on the learning rate, except HRP's through its preheat) and, per kernel, the
+captured energy at init (raw and whitened, as in ``hrp-sim real``) of the run's own final update
+and, when the full fine-tune of ``hrp-sim finetune`` exists for the task, of its ``ΔW``.
 """
 
 from __future__ import annotations
@@ -473,7 +474,7 @@ def run_one(setup: Setup, cfg: LoraConfig, shared: Shared, name: str, lr: float,
             name, setup.kernels, shared.keys, st, hy, grads=grads, moments=moments
         )
     init = adapters
-    if cfg.hessian_iters > 0:
+    if cfg.hessian_iters > 0 and lr == cfg.lr:
         hkeys = jax.vmap(lambda k: jax.random.fold_in(k, 0x48455353))(shared.keys)  # "HESS"
         trainable0 = {"lora": adapters, "head": shared.heads}
         out["lam_max"] = np.asarray(
