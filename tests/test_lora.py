@@ -281,3 +281,23 @@ def test_sigterm_keeps_the_finished_runs(tiny, tmp_path):
     assert p.returncode == 143, err[-2000:]
     assert "interrupted (SIGTERM) after writing" in err and first.name in err
     assert first.exists() and not (out / "summary.json").exists()
+
+
+def test_full_finetune_reference_row(tmp_path, monkeypatch):
+    """The full fine-tune's figures come from ``hrp-sim finetune``'s folder (polarity on the
+    default base only), with the budget and split they were measured on."""
+    from hrp_theory.real import checkpoints, finetune
+    from hrp_theory.real.config import LoraConfig
+
+    monkeypatch.setattr(finetune, "default_dir", lambda: tmp_path)
+    assert lora_study.full_finetune_reference(LoraConfig(task="polarity")) is None  # not run
+    (tmp_path / checkpoints.MSGPACK).write_bytes(b"")
+    config = {"steps": 150, "batch_size": 32, "max_length": 64, "lr": 5e-5}
+    (tmp_path / "finetune.json").write_text(
+        json.dumps({"config": config, "held_out_accuracy": 0.8175, "held_out_sentences": 800})
+    )
+    ref = lora_study.full_finetune_reference(LoraConfig(task="polarity"))
+    assert ref is not None
+    assert (ref["held_out_accuracy"], ref["held_out_examples"], ref["steps"]) == (0.8175, 800, 150)
+    assert lora_study.full_finetune_reference(LoraConfig(task="bbc")) is None
+    assert lora_study.full_finetune_reference(LoraConfig(checkpoint=str(tmp_path))) is None

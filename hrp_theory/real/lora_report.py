@@ -205,6 +205,14 @@ def table(summary: dict) -> str:
             f"hrp at the same total budget ({cfg['steps'] - cfg['preheat_steps']} main + "
             f"{cfg['preheat_steps']} preheat steps): {pct(e['test_acc_equal_total'])}"
         )
+    ft = summary["meta"].get("full_finetune")
+    if ft is not None:
+        lines.append(
+            f"full fine-tune (reference, {ft['command']}: every weight, {ft['steps']} steps of "
+            f"{ft['batch_size']}×{ft['max_tokens']} tokens, lr {ft['lr']:g}, one seed, its own "
+            f"{ft['held_out_examples']}-sentence held-out split): "
+            f"{100 * ft['held_out_accuracy']:.1f} %"
+        )
     for k, v in summary["bridge"].items():
         if v["rho"] is not None:
             lines.append(

@@ -379,12 +379,41 @@ def captured_target(init: dict, targets: dict, halves: dict) -> np.ndarray:
     return np.asarray(jnp.stack(out, 1), np.float64)
 
 
-def full_finetune_deltas(setup: Setup, cfg: LoraConfig) -> dict | None:
-    """``{path: ΔW}`` of ``hrp-sim finetune``'s checkpoint of the installed MiniLM (polarity and
-    the default base only; None if absent)."""
+def _full_finetune_folder(cfg: LoraConfig) -> Path | None:
+    """``hrp-sim finetune``'s folder for this study (polarity on the default base), if it ran."""
     folder = finetune.default_dir()
     default_base = cfg.checkpoint is None
     if cfg.task != "polarity" or not default_base or not (folder / checkpoints.MSGPACK).exists():
+        return None
+    return folder
+
+
+def full_finetune_reference(cfg: LoraConfig) -> dict | None:
+    """The full fine-tune's own figures (``finetune.json``), the study's reference row. It ran on
+    its own split (``held_out`` of the 4000 sentences, which overlaps this study's test split)
+    and budget, so it is reported beside the table, not evaluated on the study's test split."""
+    folder = _full_finetune_folder(cfg)
+    got = finetune.read_summary(folder) if folder is not None else {}
+    if "held_out_accuracy" not in got:
+        return None
+    c = got["config"]
+    return {
+        "held_out_accuracy": got["held_out_accuracy"],
+        "held_out_examples": got["held_out_sentences"],
+        "steps": c["steps"],
+        "batch_size": c["batch_size"],
+        "max_tokens": c["max_length"],
+        "lr": c["lr"],
+        "seeds": 1,
+        "command": "hrp-sim finetune",
+    }
+
+
+def full_finetune_deltas(setup: Setup, cfg: LoraConfig) -> dict | None:
+    """``{path: ΔW}`` of ``hrp-sim finetune``'s checkpoint of the installed MiniLM (polarity and
+    the default base only; None if absent)."""
+    folder = _full_finetune_folder(cfg)
+    if folder is None:
         return None
     tuned = checkpoints.load(folder / checkpoints.MSGPACK)
     base = jax.tree.map(np.asarray, setup.base)
@@ -583,6 +612,7 @@ def run_study(cfg: LoraConfig, out, progress: bool = True) -> dict:
         "split_sizes": {k: len(getattr(setup.task, k)) for k in ("train", "val", "test")},
         "reused_runs": reused,
         "bridge_target": deltas is not None,
+        "full_finetune": full_finetune_reference(cfg),
         "wall_seconds": time.perf_counter() - t0,
         # the compute of every run, reused ones included: the study's cost from scratch
         "runs_seconds": float(sum(float(r["seconds"]) for r in runs.values())),
