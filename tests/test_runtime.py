@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from hrp_theory import runtime
 
@@ -52,3 +53,21 @@ def test_an_unwritable_cache_folder_leaves_the_cache_off(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert runtime.compile_cache(blocker / "sub") is None
+
+
+def test_configure_runs_numpy_blas_on_one_thread(monkeypatch):
+    """Host BLAS on one thread (its spinning workers slowed SVDs 77× next to a busy XLA
+    program); ``HRP_HOST_BLAS_THREADS`` overrides, and the test leaves the suite at 1."""
+    from threadpoolctl import threadpool_info
+
+    blas = lambda: {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    runtime.configure()
+    if not blas():
+        pytest.skip("threadpoolctl finds no BLAS library in this NumPy")
+    assert blas() == {1}
+    monkeypatch.setenv("HRP_HOST_BLAS_THREADS", "2")
+    try:
+        assert runtime.host_blas_threads() == 2 and blas() == {2}
+    finally:
+        runtime.host_blas_threads(1)
+    assert blas() == {1}
