@@ -180,7 +180,7 @@ def test_cli_writes_outputs_and_resumes(tiny, tmp_path, capsys):
     ]
     assert cli.main(args) == 0
     s = json.loads((out / "summary.json").read_text())
-    for f in ("curves.png", "accuracy.png", "bridge.png", "per_seed.npz", "table.txt"):
+    for f in ("curves.png", "accuracy.png", "bridge.png", "lr.png", "per_seed.npz", "table.txt"):
         assert (out / f).stat().st_size > 0, f
     hrp, kaiming = s["inits"]["hrp"], s["inits"]["kaiming"]
     with np.load(out / "per_seed.npz", allow_pickle=False) as z:
@@ -195,6 +195,7 @@ def test_cli_writes_outputs_and_resumes(tiny, tmp_path, capsys):
         )
     assert hrp["diff_test_acc_tuned"]["mean"] == pytest.approx(tuned.mean())
     assert "diff_test_acc_tuned" not in kaiming
+    assert s["lam_max_vs_best_lr"]["n"] == 2  # both inits have λ_max at the common lr
     assert hrp["best_lr"] in (5e-4, 2e-3)
     assert set(hrp["val_acc_by_lr"]) == {"0.0005", "0.002"}
     assert hrp["common_lr"]["diff_test_acc"]["n"] == 2

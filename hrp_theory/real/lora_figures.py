@@ -1,4 +1,5 @@
-"""Figures of the end-to-end LoRA study: ``curves``, ``accuracy``, ``bridge`` (pyplot-free)."""
+"""Figures of the end-to-end LoRA study: ``curves``, ``accuracy``, ``bridge`` and, with a
+learning-rate grid, ``lr`` (pyplot-free)."""
 
 from __future__ import annotations
 
@@ -108,9 +109,40 @@ def bridge(summary: dict, study: dict, cfg: LoraConfig):
     return fig
 
 
+def learning_rates(summary: dict, cfg: LoraConfig):
+    """Validation accuracy (mean over seeds) against the learning rate, per init, with each
+    init's λ_max at init in the legend and its best rate marked."""
+    fig, ax = _subplots(1, 1, figsize=(6.5, 4.2))
+    for name, rec in summary["inits"].items():
+        lrs = sorted(float(k) for k in rec["val_acc_by_lr"])
+        acc = [rec["val_acc_by_lr"][f"{lr:g}"] for lr in lrs]
+        lam = rec["common_lr"].get("lam_max", {}).get("mean")
+        label = name if lam is None else f"{name} (λ_max {lam:.3g})"
+        ax.plot(lrs, acc, "o-", color=_color(name), label=label, ms=3)
+        ax.plot(
+            [rec["best_lr"]],
+            [rec["val_acc_by_lr"][f"{rec['best_lr']:g}"]],
+            "*",
+            color=_color(name),
+            ms=11,
+        )
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="learning rate",
+        ylabel=f"validation accuracy (mean of {cfg.seeds} seeds)",
+        title=f"{cfg.task}: each init's learning rate (★ best on validation)",
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def figures(summary: dict, study: dict, cfg: LoraConfig) -> dict:
-    return {
+    out = {
         "curves": curves(study, cfg),
         "accuracy": accuracy(summary, cfg),
         "bridge": bridge(summary, study, cfg),
     }
+    if cfg.lr_grid is not None and len(cfg.lrs) > 1:
+        out["lr"] = learning_rates(summary, cfg)
+    return out

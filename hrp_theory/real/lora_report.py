@@ -152,6 +152,11 @@ def summarize_study(study: dict, cfg: LoraConfig) -> dict:
             inits[name]["diff_test_acc_tuned"] = paired_difference(
                 o["test_acc"], ref_best["test_acc"]
             )
+    sharpness = None
+    lam = {n: r["common_lr"].get("lam_max", {}).get("mean") for n, r in inits.items()}
+    if len(cfg.lrs) > 1 and all(v is not None for v in lam.values()):
+        # the λ_max prediction: a sharper init wants a smaller learning rate
+        sharpness = spearman([lam[n] for n in cfg.inits], [inits[n]["best_lr"] for n in cfg.inits])
     pts = bridge_points(study, cfg, cfg.lr)
     cat = lambda f: (
         np.concatenate([p[f] for p in pts.values()]) if all(f in p for p in pts.values()) else None
@@ -168,6 +173,7 @@ def summarize_study(study: dict, cfg: LoraConfig) -> dict:
         "meta": study["meta"],
         "inits": inits,
         "bridge": bridge,
+        "lam_max_vs_best_lr": sharpness,
         "units": "accuracy in [0, 1]; loss: mean cross-entropy (nats); lam_max of the loss "
         "Hessian over adapters and head at init; captured energy: mean over kernels, whitened",
     }
@@ -212,6 +218,12 @@ def table(summary: dict) -> str:
             f"{ft['batch_size']}×{ft['max_tokens']} tokens, lr {ft['lr']:g}, one seed, its own "
             f"{ft['held_out_examples']}-sentence held-out split): "
             f"{100 * ft['held_out_accuracy']:.1f} %"
+        )
+    sh = summary.get("lam_max_vs_best_lr")
+    if sh is not None and sh["rho"] is not None:
+        lines.append(
+            f"sharpness vs learning rate: Spearman ρ(λ_max at init, best lr) = {sh['rho']:+.2f} "
+            f"(p = {sh['p']:.2g}, n = {sh['n']} inits)"
         )
     for k, v in summary["bridge"].items():
         if v["rho"] is not None:
