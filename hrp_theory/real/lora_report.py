@@ -200,7 +200,7 @@ def table(summary: dict) -> str:
         st = c["steps_to_target"]
         lines.append(
             f"{name:<10}{pct(c['test_acc']):>16}{diff(c.get('diff_test_acc')):>18}"
-            f"{rec['best_lr']:>9.0e}{pct(rec['at_best_lr']['test_acc']):>16}"
+            f"{rec['best_lr']:>9g}{pct(rec['at_best_lr']['test_acc']):>16}"
             f"{diff(rec.get('diff_test_acc_tuned')):>16}{lam:>9.3g}"
             f"{st['mean']:>7.0f} {st['reached']}/{st['n'] + st['n_nonfinite']}"
             f"{c['n_diverged']:>4}"
