@@ -72,7 +72,10 @@ def peft_step(steps: int, batch: int, tokens: int) -> float | None:
 
     path = checkpoints.minilm_path()
     task = tasks.load("polarity")
-    model = BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+    local_folder = checkpoints.model_folder(path)  # the installed package's folder: no hub
+    model = BertModel.from_pretrained(
+        str(local_folder), local_files_only=True, add_pooling_layer=False
+    )
     names = [
         lora_model.peft_module(p)
         for p, _ in checkpoints.kernels(checkpoints.load(path), "encoder/")

@@ -56,8 +56,9 @@ def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
     s = 16.0 / 8
     ours = np.asarray(lora_model.hidden(model, base, adapters, {}, s, ids, mask))
 
+    local_folder = ck.model_folder(path)  # the installed package's folder: no hub
     torch_model = BertModel.from_pretrained(
-        str(path), local_files_only=True, add_pooling_layer=False
+        str(local_folder), local_files_only=True, add_pooling_layer=False
     )
     peft_model = PeftModel.from_pretrained(torch_model, str(folder), local_files_only=True).eval()
     with torch.no_grad():

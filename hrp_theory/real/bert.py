@@ -61,7 +61,7 @@ class Dense(nn.Module):
     The low-rank products run on the tokens flattened to one axis: then the gradients of ``A`` and
     ``B`` are plain ``(tokens, ·)ᵀ (tokens, ·)`` matmuls. On the ``(batch, seq, ·)`` layout XLA's
     CPU backend transposed the wide activation gradient first, and that copy took over a third of
-    a LoRA step (``benchmarks/lora_seeds.py``: 0.44 → 0.27 s a seed-step on 2 cores)."""
+    a LoRA step (``benchmarks/lora_seeds.py``: 0.46 → 0.29 s a seed-step on 2 cores)."""
 
     features: int
 

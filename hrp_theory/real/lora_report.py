@@ -190,10 +190,8 @@ def table(summary: dict) -> str:
         f"{'init':<10}{'test acc':>16}{'Δ vs ' + ref:>18}{'best lr':>9}{'acc @best':>16}"
         f"{'Δ tuned':>16}{'λ_max':>9}{'steps→L*':>10}{'div':>5}",
     ]
-    diff = lambda d: (
-        "" if d is None else f"{100 * d['mean']:+.1f} ± {100 * (d['ci95'][1] - d['mean']):.1f}"
-    )
-    pct = lambda s: f"{100 * s['mean']:.1f} ± {100 * (s['ci95'][1] - s['mean']):.1f}"
+    pct = lambda s, sign="": f"{100 * s['mean']:{sign}.1f} ± {100 * (s['ci95'][1] - s['mean']):.1f}"
+    diff = lambda d: "" if d is None else pct(d, "+")
     for name, rec in summary["inits"].items():
         c = rec["common_lr"]
         lam = c.get("lam_max", {}).get("mean", float("nan"))
