@@ -9,6 +9,11 @@
 * ``ratio_vs_peft``: PEFT's own PyTorch LoRA step (same model, r, targets, batch, tokens and
   optimizer; needs the ``peft`` extra) in seconds per step, over ours per seed-step (vmapped):
   above 1 means ours is faster;
+* ``matmul_rows_speedup``: the ceiling on what vmapping can merge: GFLOP/s of the step's widest
+  frozen matmul (tokens × 384 @ 384 × 1536, jitted XLA) with S seeds' tokens as rows against one
+  seed's; near 1 means the cores are already full at one seed's batch;
+* ``matmul_torch_over_xla``: PyTorch's GFLOP/s on that one-seed matmul over XLA's (with the
+  ``peft`` extra): the share of ``ratio_vs_peft`` that is the matmul library, not the program;
 * ``peak_rss_gb``: the process's peak resident memory;
 * ``study_wall_s``: the summed compute of a finished study's runs, read from its
   ``summary.json`` (``--study``), if given.
@@ -110,6 +115,39 @@ def peft_step(steps: int, batch: int, tokens: int) -> float | None:
     return (time.perf_counter() - t0) / steps
 
 
+def _gflops(f, rows: int, repeats: int) -> float:
+    f()  # warm-up (and compile)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        f()
+    return 2 * rows * 384 * 1536 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def matmuls(seeds: int, batch: int, tokens: int, repeats: int = 50) -> dict:
+    """GFLOP/s of ``(rows, 384) @ (384, 1536)`` in XLA at one seed's and S seeds' rows, and in
+    PyTorch at one seed's (None without torch)."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((384, 1536), dtype=np.float32)
+    mm = jax.jit(jnp.matmul)
+    out = {}
+    for name, rows in (("one", batch * tokens), ("all", seeds * batch * tokens)):
+        x, wj = jnp.asarray(rng.standard_normal((rows, 384), dtype=np.float32)), jnp.asarray(w)
+        out[name] = _gflops(lambda: mm(x, wj).block_until_ready(), rows, repeats)
+    try:
+        import torch
+    except ImportError:
+        out["torch"] = None
+    else:
+        xt = torch.from_numpy(rng.standard_normal((batch * tokens, 384), dtype=np.float32))
+        wt = torch.from_numpy(w)
+        with torch.no_grad():
+            out["torch"] = _gflops(lambda: torch.matmul(xt, wt), batch * tokens, repeats)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -125,6 +163,7 @@ def main() -> None:
     runtime.configure()
     vmapped, one = ours(a.seeds, a.steps, a.batch, a.tokens)
     peft = peft_step(a.steps, a.batch, a.tokens)
+    mm = matmuls(a.seeds, a.batch, a.tokens)
     out = {
         "seeds": a.seeds,
         "batch_x_tokens": f"{a.batch}x{a.tokens}",
@@ -133,6 +172,10 @@ def main() -> None:
         "seed_vmap_speedup": one / vmapped,
         "peft_s_per_step": peft,
         "ratio_vs_peft": None if peft is None else peft / vmapped,
+        "matmul_gflops_one_seed": mm["one"],
+        "matmul_gflops_all_seeds": mm["all"],
+        "matmul_rows_speedup": mm["all"] / mm["one"],
+        "matmul_torch_over_xla": None if mm["torch"] is None else mm["torch"] / mm["one"],
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "study_wall_s": None,
     }
