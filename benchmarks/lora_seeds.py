@@ -69,18 +69,15 @@ def peft_step(steps: int, batch: int, tokens: int) -> float | None:
     """Seconds per PEFT LoRA step (PyTorch, CPU), or None without the peft extra."""
     try:
         import torch
+        import transformers  # noqa: F401  (lora_model.torch_bert)
         from peft import LoraConfig, get_peft_model
-        from transformers import BertModel
     except ImportError:
         return None
     from hrp_theory.real import bert, checkpoints, lora_model, tasks
 
     path = checkpoints.minilm_path()
     task = tasks.load("polarity")
-    local_folder = checkpoints.model_folder(path)  # the installed package's folder: no hub
-    model = BertModel.from_pretrained(
-        str(local_folder), local_files_only=True, add_pooling_layer=False
-    )
+    model = lora_model.torch_bert(path)
     names = [
         lora_model.peft_module(p)
         for p, _ in checkpoints.kernels(checkpoints.load(path), "encoder/")
@@ -115,36 +112,40 @@ def peft_step(steps: int, batch: int, tokens: int) -> float | None:
     return (time.perf_counter() - t0) / steps
 
 
+HIDDEN, WIDE = 384, 1536  # the step's widest frozen matmul: (tokens, HIDDEN) @ (HIDDEN, WIDE)
+
+
 def _gflops(f, rows: int, repeats: int) -> float:
     f()  # warm-up (and compile)
     t0 = time.perf_counter()
     for _ in range(repeats):
         f()
-    return 2 * rows * 384 * 1536 * repeats / (time.perf_counter() - t0) / 1e9
+    return 2 * rows * HIDDEN * WIDE * repeats / (time.perf_counter() - t0) / 1e9
 
 
 def matmuls(seeds: int, batch: int, tokens: int, repeats: int = 50) -> dict:
-    """GFLOP/s of ``(rows, 384) @ (384, 1536)`` in XLA at one seed's and S seeds' rows, and in
-    PyTorch at one seed's (None without torch)."""
+    """GFLOP/s of ``(rows, HIDDEN) @ (HIDDEN, WIDE)`` in XLA at one seed's and S seeds' rows,
+    and in PyTorch at one seed's (None without torch)."""
     import jax
     import jax.numpy as jnp
 
     rng = np.random.default_rng(0)
-    w = rng.standard_normal((384, 1536), dtype=np.float32)
-    mm = jax.jit(jnp.matmul)
+    w = rng.standard_normal((HIDDEN, WIDE), dtype=np.float32)
+    x = rng.standard_normal((seeds * batch * tokens, HIDDEN), dtype=np.float32)
+    one = batch * tokens
+    mm, wj = jax.jit(jnp.matmul), jnp.asarray(w)
     out = {}
-    for name, rows in (("one", batch * tokens), ("all", seeds * batch * tokens)):
-        x, wj = jnp.asarray(rng.standard_normal((rows, 384), dtype=np.float32)), jnp.asarray(w)
-        out[name] = _gflops(lambda: mm(x, wj).block_until_ready(), rows, repeats)
+    for name, rows in (("one", one), ("all", len(x))):
+        xj = jnp.asarray(x[:rows])
+        out[name] = _gflops(lambda: mm(xj, wj).block_until_ready(), rows, repeats)
     try:
         import torch
     except ImportError:
         out["torch"] = None
     else:
-        xt = torch.from_numpy(rng.standard_normal((batch * tokens, 384), dtype=np.float32))
-        wt = torch.from_numpy(w)
+        xt, wt = torch.from_numpy(x[:one]), torch.from_numpy(w)
         with torch.no_grad():
-            out["torch"] = _gflops(lambda: torch.matmul(xt, wt), batch * tokens, repeats)
+            out["torch"] = _gflops(lambda: torch.matmul(xt, wt), one, repeats)
     return out
 
 

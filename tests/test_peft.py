@@ -29,7 +29,6 @@ from hrp_theory.real import checkpoints as ck  # noqa: E402
 def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
     import torch
     from peft import PeftModel
-    from transformers import BertModel
 
     out, exp = tmp_path / "lora", tmp_path / "peft"
     args = ["lora", "--inits", "kaiming,pissa", "--seeds", "1", "--steps", "3"]
@@ -56,10 +55,7 @@ def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
     s = 16.0 / 8
     ours = np.asarray(lora_model.hidden(model, base, adapters, {}, s, ids, mask))
 
-    local_folder = ck.model_folder(path)  # the installed package's folder: no hub
-    torch_model = BertModel.from_pretrained(
-        str(local_folder), local_files_only=True, add_pooling_layer=False
-    )
+    torch_model = lora_model.torch_bert(path)
     peft_model = PeftModel.from_pretrained(torch_model, str(folder), local_files_only=True).eval()
     with torch.no_grad():
         h = peft_model(

@@ -127,8 +127,7 @@ def learning_rates(summary: dict, cfg: LoraConfig):
             ms=11,
         )
     ax.set_xscale("log")
-    grid = sorted({float(k) for rec in summary["inits"].values() for k in rec["val_acc_by_lr"]})
-    ax.set_xticks(grid, [f"{lr:g}" for lr in grid])  # the grid's rates, not log-minor labels
+    ax.set_xticks(cfg.lrs, [f"{lr:g}" for lr in cfg.lrs])  # the grid's rates, not log-minor labels
     ax.minorticks_off()
     ax.set(
         xlabel="learning rate",

@@ -66,6 +66,15 @@ def peft_module(path: str) -> str:
     return path.replace("/", ".")
 
 
+def torch_bert(checkpoint):
+    """transformers' ``BertModel`` (PyTorch, no pooler) of ``checkpoint``'s installed model
+    folder, read from disk only (needs the ``peft`` extra): the base a PEFT adapter loads onto."""
+    from transformers import BertModel
+
+    folder = str(checkpoints.model_folder(checkpoint))  # a local folder: never the hub
+    return BertModel.from_pretrained(folder, local_files_only=True, add_pooling_layer=False)
+
+
 def export_peft(
     folder, adapters: dict, *, r: int, alpha: float, scaling: str, base_model: str, head=None
 ) -> dict:
