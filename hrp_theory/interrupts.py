@@ -6,19 +6,34 @@ the seed engine keeps the chunks already finished either way, and remembers whic
 written) a signal is only recorded: the writes finish, each one atomic, and the caller reports
 and exits afterwards. A second signal there interrupts at once; every file is then either
 complete or still the previous version.
+
+**A signal is never ignored.** Python runs a signal handler only when the main thread is back in
+the interpreter; a thread stuck inside one compiled XLA call (LAPACK spinning on a matrix with an
+``inf`` was one) would never get there. So ``catch()`` also points ``signal.set_wakeup_fd`` at a
+pipe that a watchdog thread reads: if the handler has not run ``GRACE_S`` seconds after a
+signal arrived, the watchdog says so and leaves the process with ``os._exit(128 + signal)``.
+Every file the run wrote is complete by then (each write is atomic), so nothing half-written is
+left. ``leave(code)`` is the same hard exit for the command-line entry after an interrupt: the
+interpreter's teardown waits for XLA's threads, which may still be busy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
+import time
 
-_state = {"signal": None, "deferring": False, "pending": None}
+_state = {"signal": None, "deferring": False, "pending": None, "handled": 0}
+#: Seconds the watchdog waits for the Python handler before it ends the process itself.
+GRACE_S = 10.0
 
 
 def _handler(signum, frame):
     _state["signal"] = signum
+    _state["handled"] += 1
     if _state["deferring"] and _state["pending"] is None:
         _state["pending"] = signum  # finish the writes first
         return
@@ -34,11 +49,58 @@ def catch():
         return
     _state["signal"] = None
     previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    stop = threading.Event()
+    watchdog = threading.Thread(target=_watch, args=(read_fd, stop), daemon=True)
+    watchdog.start()
     try:
         yield
     finally:
+        signal.set_wakeup_fd(old_fd)
+        stop.set()
+        os.close(write_fd)  # the watchdog's read returns b"" and it ends
+        watchdog.join(timeout=1.0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _watch(read_fd: int, stop: threading.Event) -> None:
+    """Read the signals the C-level handler wrote; end the process if the Python handler does
+    not run within ``GRACE_S`` (the main thread is stuck inside compiled code)."""
+    seen = _state["handled"]
+    try:
+        while not stop.is_set():
+            data = os.read(read_fd, 64)
+            if not data:
+                return
+            for signum in data:
+                if signum not in (signal.SIGINT, signal.SIGTERM):
+                    continue  # another handler's signal
+                seen += 1
+                deadline = time.monotonic() + GRACE_S
+                while _state["handled"] < seen and time.monotonic() < deadline:
+                    if stop.wait(0.05):
+                        return
+                if _state["handled"] < seen and not stop.is_set():
+                    name = signal.Signals(signum).name
+                    sys.stderr.write(
+                        f"hrp-sim: {name} not handled after {GRACE_S:g} s (stuck inside a "
+                        "compiled computation); leaving now. Every file on disk is complete.\n"
+                    )
+                    leave(128 + signum)
+    finally:
+        os.close(read_fd)
+
+
+def leave(code: int) -> None:
+    """End the process now with ``code``, flushing the standard streams, without interpreter
+    teardown (which would wait for XLA's worker threads)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def received() -> int | None:

@@ -8,6 +8,12 @@ one matrix at a time inside a ``lax.map``, so LAPACK always sees a single matrix
 On GPU and TPU the routines are jax's own, batched. ``tests/test_linalg.py`` checks the compiled
 programs for batched LAPACK calls.
 
+**Non-finite input.** LAPACK's divide-and-conquer SVD (``gesdd``, what ``jnp.linalg.svd`` calls
+on CPU) never returns on a matrix holding an ``inf``: a diverged seed (a preheat at too large a
+learning rate in float32) used to spin a core forever inside one XLA call. ``svd`` therefore
+decomposes a zero matrix instead and returns NaN factors for such an input; a diverged seed is
+then counted as diverged, like any other NaN.
+
 Same signatures and results as ``jnp.linalg`` (thin/reduced forms only).
 """
 
@@ -40,8 +46,11 @@ def qr(x):
 
 @_cpu_sequential
 def svd(x):
-    """Thin SVD ``(U, S, Vt)`` (``full_matrices=False``)."""
-    return jnp.linalg.svd(x, full_matrices=False)
+    """Thin SVD ``(U, S, Vt)`` (``full_matrices=False``); all NaN for an input with NaN/inf
+    entries (module docstring: LAPACK would not return)."""
+    finite = jnp.all(jnp.isfinite(x))
+    out = jnp.linalg.svd(jnp.where(finite, x, jnp.zeros_like(x)), full_matrices=False)
+    return tuple(jnp.where(finite, t, jnp.full_like(t, jnp.nan)) for t in out)
 
 
 @_cpu_sequential

@@ -53,11 +53,26 @@ EXCESS = r"excess loss $L - L^{*}_{r}$"
 
 def resolution_floor(summary: dict) -> float:
     """Smallest excess loss the dtype resolves at this loss scale (curves are clipped there)."""
+    starts = [e["curve"]["mean"][0] for e in summary["inits"].values()]
     scale = max(
-        abs(summary["optimal_loss"]["mean"] or 0.0),
-        max(e["curve"]["mean"][0] for e in summary["inits"].values()),
+        [abs(summary["optimal_loss"]["mean"] or 0.0)]
+        + [float(v) for v in starts if v is not None and np.isfinite(v)],
     )
+    scale = scale if np.isfinite(scale) else 1.0
     return resolution(summary["provenance"]["dtype"], scale)
+
+
+def _all_diverged(ax, names) -> None:
+    """Say on an empty panel that no seed of ``names`` has a finite value to draw."""
+    ax.text(
+        0.5,
+        0.5,
+        "every seed diverged: nothing to draw\n(" + ", ".join(names) + ")",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+    )
+    ax.set_yticks([])
 
 
 def _title(summary: dict) -> str:
@@ -85,19 +100,28 @@ def loss_curves(summary: dict) -> Figure:
     """Excess loss over the best rank-r loss vs step: mean with 95 % CI band, median dashed."""
     fig, ax = _subplots(figsize=(7.5, 4.8))
     floor = resolution_floor(summary)
-    medians = False
+    medians, drawn, diverged = False, 0, []
     for name, e in summary["inits"].items():
         c = e["excess_curve"]
         x, col = np.asarray(c["steps"]), COLORS.get(name)
         clip = lambda v: np.maximum(np.asarray(v, float), floor)
+        if not np.any(np.isfinite(np.asarray(c["mean"], float))):
+            diverged.append(name)
+            ax.plot([], [], color=col, lw=2, label=f"{name}: every seed diverged")
+            continue
+        drawn += 1
         ax.plot(x, clip(c["mean"]), color=col, lw=2, label=name)
         ax.fill_between(x, clip(c["lo"]), clip(c["hi"]), color=col, alpha=0.2)
         if c["median"] is not None:  # None for a streamed run
             medians = True
             ax.plot(x, clip(c["median"]), color=col, lw=1, ls="--")
-    ax.axhline(floor, color="k", lw=0.6, ls=":")
-    _style_legend(ax, medians, f"{summary['provenance']['dtype']} resolution (values clipped)")
-    ax.set_yscale("log")
+    if drawn:
+        ax.axhline(floor, color="k", lw=0.6, ls=":")
+        _style_legend(ax, medians, f"{summary['provenance']['dtype']} resolution (values clipped)")
+        ax.set_yscale("log")
+    else:
+        ax.set_xlim(0, max(summary["steps"]))
+        _all_diverged(ax, diverged)
     ax.set_xlabel("main-run step")
     ax.set_ylabel(EXCESS)
     ax.set_title(_title(summary), fontsize=8)
@@ -122,8 +146,12 @@ def final_distribution(summary: dict, res) -> Figure:
     for patch, n in zip(bp["boxes"], names):
         patch.set_facecolor(COLORS.get(n, "white"))
         patch.set_alpha(0.5)
-    ax.set_xticks(range(1, len(names) + 1), names)
-    ax.set_yscale("log")
+    labels = [n if d.size else f"{n}\n(every seed diverged)" for n, d in zip(names, data)]
+    ax.set_xticks(range(1, len(names) + 1), labels)
+    if any(d.size for d in data):
+        ax.set_yscale("log")
+    else:
+        _all_diverged(ax, names)
     ax.set_ylabel(f"final {EXCESS}")
     ax.set_title(
         _title(summary) + "\nbox: quartiles, whiskers: 5–95 %, ▲: mean; clipped at the "

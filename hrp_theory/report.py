@@ -128,6 +128,8 @@ def _fmt(x: float | None) -> str:
 
 
 def _ci(s: dict) -> str:
+    if not s["n"]:  # no finite value: every seed diverged
+        return f"all {s['n_nonfinite']} diverged"
     return f"{_fmt(s['mean'])} [{_fmt(s['ci95'][0])}, {_fmt(s['ci95'][1])}]"
 
 
@@ -141,13 +143,9 @@ def table(summary: dict) -> str:
     lines = [head, "-" * len(head)]
     for name, e in summary["inits"].items():
         ex = e["excess_loss"]
-        ci = f"{_fmt(ex['mean'])} [{_fmt(ex['ci95'][0])}, {_fmt(ex['ci95'][1])}]"
+        ci = _ci(ex)
         diff = e.get("paired_vs_" + ref, {}).get("excess_loss_difference")
-        dtxt = (
-            "—"
-            if diff is None
-            else (f"{_fmt(diff['mean'])} [{_fmt(diff['ci95'][0])}, {_fmt(diff['ci95'][1])}]")
-        )
+        dtxt = "—" if diff is None else (_ci(diff) if diff["n"] else "no pair finite")
         lines.append(
             f"{name:<14}{_fmt(e['final_loss']['mean']):>12}{ci:>34}"
             f"{_fmt(ex['median']):>11}{dtxt:>34}"

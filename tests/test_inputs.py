@@ -185,3 +185,18 @@ def test_out_that_is_a_file(tmp_path, capsys):
     assert "out: " in capsys.readouterr().err and f.read_text() == "x"
     assert cli.main(["compare", *SMALL, "--out", str(f / "below")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_lr_grid_rates_never_share_a_run_name():
+    """Rates that agree to 6 digits were one run file (%g names): the second overwrote the first
+    and a two-rate grid kept one run. Names now keep every digit; duplicates are refused; the
+    common rate is the grid's own value (no KeyError after training)."""
+    from hrp_theory.real.config import LoraConfig, lr_label
+
+    cfg = LoraConfig(lr=1e-4, lr_grid=(1e-4, 1.000001e-4))
+    assert len({lr_label(v) for v in cfg.lrs}) == 2
+    assert lr_label(5e-4) == "0.0005" and lr_label(1.5e-4) == "0.00015"  # the old names
+    with pytest.raises(ValueError, match="given more than once"):
+        LoraConfig(lr=1e-4, lr_grid=(1e-4, 1e-4))
+    near = LoraConfig(lr=5e-4, lr_grid=(1e-4, 5.0000000001e-4))
+    assert near.lr in near.lrs

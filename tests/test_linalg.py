@@ -1,7 +1,12 @@
 """hrp_theory.linalg: jnp.linalg's results, and no batched LAPACK call in any compiled program
 (the jaxlib 0.10.2 CPU deadlock, see hrp_theory/runtime.py and tools/jaxlib_lapack_deadlock)."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -74,3 +79,83 @@ def test_no_batched_lapack_call_in_the_experiment(batch):
 def test_the_checker_sees_a_batched_call():
     hlo = jax.jit(jax.vmap(jnp.linalg.qr)).lower(jnp.ones((4, 6, 6))).compile().as_text()
     assert batched_lapack_calls(hlo)
+
+
+def _run(code: str, timeout: float) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_svd_of_a_matrix_with_inf_returns_nan_instead_of_spinning():
+    """LAPACK's gesdd never returns on an inf (the hang of a diverged float32 preheat): the
+    guarded SVD gives NaN factors at once. Run in a subprocess, since a failure is a hang."""
+    code = (
+        "import numpy as np, jax.numpy as jnp\n"
+        "from hrp_theory import linalg\n"
+        "x = np.random.default_rng(0).standard_normal((6, 6)).astype(np.float32)\n"
+        "x[0, 0] = np.inf\n"
+        "U, S, Vt = linalg.svd(jnp.asarray(x))\n"
+        "assert np.isnan(np.asarray(S)).all() and np.isnan(np.asarray(U)).all()\n"
+        "y = x.copy(); y[0, 0] = 1.0\n"
+        "ok = [np.asarray(t) for t in linalg.svd(jnp.asarray(y))]\n"
+        "want = [np.asarray(t) for t in jnp.linalg.svd(jnp.asarray(y), full_matrices=False)]\n"
+        "assert all(np.array_equal(a, b) for a, b in zip(ok, want))\n"
+        "print('ok')\n"
+    )
+    assert _run(code, 120).stdout.strip() == "ok"
+
+
+def test_the_diverging_preheat_of_the_adversarial_pass_finishes(tmp_path):
+    """The command that ran for minutes (HRP's float32 preheat diverges at lr 1.6 on seed 10)
+    now finishes, every seed reported as diverged, with its table and figures."""
+    from hrp_theory import cli
+
+    out = tmp_path / "run"
+    args = ["compare", "--m", "16", "--n", "16", "--r", "2", "--seeds", "11", "--steps", "100"]
+    args += ["--optimizer", "gd", "--lr", "1.6", "--inits", "hrp", "--quiet", "--out", str(out)]
+    code = f"from hrp_theory import cli; raise SystemExit(cli.main({args!r}))"
+    done = _run(code, 300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "all 11 diverged" in done.stdout
+    assert (out / "curves.png").stat().st_size > 0 and (out / "distribution.png").exists()
+    assert cli  # the module the subprocess ran
+
+
+def test_a_signal_is_not_ignored_while_compiled_code_spins():
+    """The main thread stuck inside one XLA call (an unguarded SVD of an inf) never runs the
+    Python handler; the watchdog of ``interrupts.catch`` ends the process with 143 and says so."""
+    code = (
+        "import numpy as np, jax, jax.numpy as jnp\n"
+        "from hrp_theory import interrupts\n"
+        "interrupts.GRACE_S = 2.0\n"
+        "x = np.random.default_rng(0).standard_normal((6, 6)).astype(np.float32)\n"
+        "svd = jax.jit(lambda a: jnp.linalg.svd(a, full_matrices=False))\n"
+        "jax.device_get(svd(jnp.asarray(x)))  # compiled before the signal can come\n"
+        "x[0, 0] = np.inf\n"
+        "with interrupts.catch():\n"
+        "    print('start', flush=True)\n"
+        "    jax.device_get(svd(jnp.asarray(x)))\n"
+        "print('returned')\n"
+    )
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("XLA_FLAGS", None)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "start"
+    time.sleep(1.0)  # inside LAPACK by now (the program was compiled before 'start')
+    p.send_signal(signal.SIGTERM)
+    try:
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 143
+    assert "SIGTERM not handled after 2 s" in err

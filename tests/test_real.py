@@ -132,6 +132,51 @@ def test_convert_writes_msgpack_and_orbax_bit_exact(tiny, tmp_path):
     assert (out / "config.json").exists()
 
 
+def test_convert_refuses_a_tensor_it_cannot_carry(tiny, tmp_path):
+    """An integer or complex tensor that is not an index buffer used to be dropped while convert
+    said 'both reload bit-exactly' (102 of 103 tensors written); now nothing is written."""
+    from safetensors.numpy import load_file, save_file
+
+    _, folder = tiny
+    flat = load_file(str(folder / ck.SAFETENSORS))
+    for name, extra in (
+        ("int", np.arange(6, dtype=np.int32)),
+        ("complex", np.ones(3, np.complex64)),
+    ):
+        src = tmp_path / name
+        src.mkdir()
+        save_file(flat | {"encoder.extra.counts": extra}, str(src / ck.SAFETENSORS))
+        with pytest.raises(ValueError, match="encoder.extra.counts.*real floating-point"):
+            ck.convert(src / ck.SAFETENSORS, tmp_path / f"out-{name}")
+        assert not (tmp_path / f"out-{name}").exists()
+    # torch BERT's index buffer is dropped, and the summary says so
+    src = tmp_path / "buffers"
+    src.mkdir()
+    save_file(
+        flat | {"embeddings.position_ids": np.arange(32, dtype=np.int64)[None]},
+        str(src / ck.SAFETENSORS),
+    )
+    assert ck.convert(src / ck.SAFETENSORS, tmp_path / "ok")["dropped"] == [
+        "embeddings.position_ids"
+    ]
+
+
+def test_convert_refuses_nan_weights_and_its_own_folder(tiny, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    _, folder = tiny
+    flat = load_file(str(folder / ck.SAFETENSORS))
+    flat["embeddings.LayerNorm.bias"] = np.full_like(flat["embeddings.LayerNorm.bias"], np.nan)
+    src = tmp_path / "nan"
+    src.mkdir()
+    save_file(flat, str(src / ck.SAFETENSORS))
+    with pytest.raises(ValueError, match="NaN/inf entries.*nothing written"):
+        ck.convert(src / ck.SAFETENSORS, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="overwrite the source"):
+        ck.convert(folder, folder)
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input
 

@@ -54,3 +54,16 @@ def main(argv=None) -> int:
                 f"hrp-sim {args.command}: interrupted before anything was written", file=sys.stderr
             )
             return interrupts.exit_code()
+
+
+def entry() -> None:
+    """The ``hrp-sim`` console script: ``main()``, then exit with its code. After an interrupt
+    (130, 143) every finished result is on disk and the output folder is released, so it leaves
+    at once (``interrupts.leave``): the interpreter's teardown would wait for XLA's worker
+    threads, which may still be inside the interrupted computation."""
+    from .. import interrupts
+
+    code = main()
+    if code in (130, 143):
+        interrupts.leave(code)
+    sys.exit(code)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 from ._shared import Flag, default_of, guarded, output_parent, quiet_parent, seed_parent
@@ -122,15 +120,10 @@ def run_lora(a: argparse.Namespace) -> int:
         print(f"wall time {time.perf_counter() - t0:.1f} s")
         return report_written(paths, d["signal"])
 
-    code = guarded(a, work, "lora")
-    if code in (130, 143):
-        # Interrupted: every finished run is on disk and the output folder is released. Leave
-        # without interpreter teardown, which was seen to crash (SIGSEGV, about 1 run in 5)
-        # after a signal had stopped a study mid-step; the cause is not yet found.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    # Interrupted (130, 143): the console entry (``cli.entry``) leaves without interpreter
+    # teardown, which was seen to crash (SIGSEGV, about 1 run in 5) after a signal had stopped
+    # a study mid-step.
+    return guarded(a, work, "lora")
 
 
 def add_parsers(sub) -> None:

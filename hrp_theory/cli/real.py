@@ -120,6 +120,11 @@ def run_convert(a: argparse.Namespace) -> int:
             f"{s['tensors']} tensors, {s['parameters']:,} parameters, {s['kernels']} kernels "
             f"from {s['source']} ({s['format']})"
         )
+        if s["dropped"]:
+            print(
+                f"dropped {len(s['dropped'])} index buffer(s) the model rebuilds from its "
+                f"config: {', '.join(s['dropped'])}"
+            )
         print(
             f"wrote {a.out}/flax_model.msgpack and {a.out}/orbax/; both reload bit-exactly "
             f"({time.perf_counter() - t0:.1f} s)"

@@ -3,8 +3,10 @@
 Every loader returns the Hugging Face Flax parameter tree, a nested dict of NumPy arrays:
 Dense ``kernel`` of shape ``(in, out)``, LayerNorm ``scale``/``bias``, embeddings ``embedding``,
 and ``encoder.layer.3.…`` as nested keys ``encoder/layer/3/…``. A ``.safetensors`` file (torch
-layout, ``weight`` of shape ``(out, in)``) is renamed and transposed on load; integer buffers
-(``position_ids``) are dropped.
+layout, ``weight`` of shape ``(out, in)``) is renamed and transposed on load; the index buffers
+that torch BERT models store (``embeddings.position_ids``, ``embeddings.token_type_ids``: integer
+ranges the model rebuilds from its config) are dropped, and any other tensor that is not real
+floating point is refused (``CheckpointError``), so no weight is ever lost silently.
 
 ``kernels(tree)`` lists every 2-D Dense kernel as ``(path, W)`` with ``W = kernelᵀ`` of shape
 ``(out, in)``: the maths' convention ``y = W x``.
@@ -137,6 +139,15 @@ def _load_msgpack(path: Path) -> dict:
     return tree
 
 
+#: Integer buffers of torch BERT checkpoints: index ranges, not weights (dropped on load).
+INDEX_BUFFERS = ("position_ids", "token_type_ids")
+
+
+def dropped_buffers(names) -> list[str]:
+    """The names among a safetensors file's tensors that loading drops (``INDEX_BUFFERS``)."""
+    return [n for n in names if n.split(".")[-1] in INDEX_BUFFERS]
+
+
 def _load_safetensors(path: Path) -> dict:
     from safetensors.numpy import load_file
 
@@ -147,9 +158,16 @@ def _load_safetensors(path: Path) -> dict:
             f"checkpoint: {str(path)!r} is not a valid safetensors file ({type(e).__name__}: {e})"
         ) from None
     out = {}
+    drop = set(dropped_buffers(flat))
     for name, value in flat.items():
+        if name in drop and np.issubdtype(value.dtype, np.integer):
+            continue
         if not np.issubdtype(value.dtype, np.floating):
-            continue  # integer buffers such as embeddings.position_ids
+            raise CheckpointError(
+                f"checkpoint: tensor {name!r} of {str(path)!r} holds {value.dtype} values; "
+                "hrp-sim reads real floating-point weights only (and drops the index buffers "
+                f"{', '.join(INDEX_BUFFERS)}); remove or cast that tensor first"
+            )
         k, v = _torch_to_flax(name, value)
         out[k] = v
     return unflatten(out)
@@ -176,12 +194,18 @@ def _to_numpy(tree, path: str = "") -> Any:
     if isinstance(tree, dict):
         return {str(k): _to_numpy(v, f"{path}/{k}" if path else str(k)) for k, v in tree.items()}
     try:
-        return np.asarray(tree)
+        out = np.asarray(tree)
     except (ValueError, TypeError) as e:  # ragged lists and the like
         raise CheckpointError(
             f"checkpoint: entry {path!r} is not an array ({e}); the "
             "checkpoint is damaged or not a parameter tree"
         ) from None
+    if out.dtype == object:
+        raise CheckpointError(
+            f"checkpoint: entry {path!r} is not a numeric array; the checkpoint is damaged or "
+            "not a parameter tree"
+        )
+    return out
 
 
 LOADERS = {"msgpack": _load_msgpack, "orbax": _load_orbax, "safetensors": _load_safetensors}
@@ -333,10 +357,38 @@ def convert(src, out) -> dict:
     """Write ``src``'s checkpoint as ``out/flax_model.msgpack`` and ``out/orbax/`` (plus its
     config and tokenizer), and check both reload bit-exactly. Returns a summary."""
     fmt, p = resolve(src)
-    tree = load(p)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     folder = model_folder(p)
+    if out.resolve() == folder.resolve() or out.resolve() == p.resolve():
+        raise CheckpointError(
+            f"out: {str(out)!r} is the source checkpoint's own folder; converting there would "
+            "overwrite the source; choose another --out"
+        )
+    tree = load(p)
+    bad = {k: v for k, v in flatten(tree).items() if not np.issubdtype(v.dtype, np.number)}
+    if bad:
+        k, v = next(iter(bad.items()))
+        raise CheckpointError(
+            f"checkpoint: entry {k!r} holds {v.dtype} values, not numbers; nothing written"
+        )
+    nonfinite = {
+        k: int((~np.isfinite(v)).sum())
+        for k, v in flatten(tree).items()
+        if np.issubdtype(v.dtype, np.inexact) and not np.all(np.isfinite(v))
+    }
+    if nonfinite:
+        shown = ", ".join(f"{k} ({n})" for k, n in list(nonfinite.items())[:5])
+        raise CheckpointError(
+            f"checkpoint: {len(nonfinite)} tensor(s) hold NaN/inf entries: {shown}; the "
+            "checkpoint is damaged; nothing written"
+        )
+    dropped = []
+    if fmt == "safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(p), "numpy") as f:
+            dropped = dropped_buffers(f.keys())
+    out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
         if (folder / name).exists():
             shutil.copyfile(folder / name, out / name)
@@ -361,6 +413,7 @@ def convert(src, out) -> dict:
         "parameters": n_params,
         "bit_exact": checks,
         "kernels": len([k for k in ref if k.endswith("/kernel")]),
+        "dropped": dropped,
     }
 
 

@@ -113,6 +113,13 @@ class FinetuneConfig:
         check_seed(self.seed)
 
 
+def lr_label(lr: float) -> str:
+    """A learning rate as text in run names and JSON keys: the shortest text that reads back as
+    the same float (``5e-4`` → ``0.0005``; ``1.000001e-4`` keeps every digit), so two different
+    rates never share a name."""
+    return repr(float(lr))
+
+
 LORA_TASKS = ("polarity", "bbc")
 LORA_INITS = (
     "kaiming",
@@ -218,7 +225,17 @@ class LoraConfig:
                     f"lr_grid: the common learning rate lr = {self.lr:g} is not in the grid "
                     f"{','.join(f'{v:g}' for v in grid)}; add it, or set --lr to one of them"
                 )
-            object.__setattr__(self, "lr_grid", tuple(sorted(set(grid))))
+            labels = [lr_label(v) for v in grid]
+            twice = sorted({t for t in labels if labels.count(t) > 1})
+            if twice:
+                raise ValueError(
+                    f"lr_grid: {', '.join(twice)} given more than once; name each learning rate "
+                    "once"
+                )
+            object.__setattr__(self, "lr_grid", tuple(sorted(grid)))
+            # the grid's own value, so that runs are found by exact key
+            same = next(v for v in grid if math.isclose(self.lr, v, rel_tol=1e-9))
+            object.__setattr__(self, "lr", same)
         try:
             re.compile(self.targets)
         except re.error as e:

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..plotting import COLORS, _subplots
 from ..stats import curve_band
-from .config import LoraConfig
+from .config import LoraConfig, lr_label
 from .lora_report import SMOOTH, bridge_points
 
 
@@ -115,13 +115,13 @@ def learning_rates(summary: dict, cfg: LoraConfig):
     fig, ax = _subplots(1, 1, figsize=(6.5, 4.2))
     for name, rec in summary["inits"].items():
         lrs = sorted(float(k) for k in rec["val_acc_by_lr"])
-        acc = [rec["val_acc_by_lr"][f"{lr:g}"] for lr in lrs]
+        acc = [rec["val_acc_by_lr"][lr_label(lr)] for lr in lrs]
         lam = rec["common_lr"].get("lam_max", {}).get("mean")
         label = name if lam is None else f"{name} (λ_max {lam:.3g})"
         ax.plot(lrs, acc, "o-", color=_color(name), label=label, ms=3)
         ax.plot(
             [rec["best_lr"]],
-            [rec["val_acc_by_lr"][f"{rec['best_lr']:g}"]],
+            [rec["val_acc_by_lr"][lr_label(rec["best_lr"])]],
             "*",
             color=_color(name),
             ms=11,

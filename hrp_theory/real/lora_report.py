@@ -21,7 +21,7 @@ import numpy as np
 from ..inits import reference_init
 from ..results import jsonable, new_run_id, provenance, write_json, write_npz, write_text
 from ..stats import DIVERGENCE_RULE, diverged, paired_difference, summarize
-from .config import LoraConfig
+from .config import LoraConfig, lr_label
 
 SMOOTH = 10  # steps of the running mean the target-loss crossing is read from
 
@@ -141,7 +141,7 @@ def summarize_study(study: dict, cfg: LoraConfig) -> dict:
             "common_lr": by_lr[cfg.lr][name],
             "best_lr": best,
             "at_best_lr": by_lr[best][name],
-            "val_acc_by_lr": {f"{lr:g}": val[lr] for lr in cfg.lrs},
+            "val_acc_by_lr": {lr_label(lr): val[lr] for lr in cfg.lrs},
         }
     # tuned against tuned: each init at its best lr against the reference at the reference's
     # own best lr, paired by seed (the same seeds, data order and heads)

@@ -37,7 +37,7 @@ from ..preheat import thin_svd_of_product
 from ..results import write_npz
 from ..seeds import root_key
 from . import bert, checkpoints, finetune, lora_inits, lora_model, tasks
-from .config import LoraConfig
+from .config import LoraConfig, lr_label
 
 EVAL_BATCH = 64
 VAL_CURVE = 128  # validation examples of the curve's intermediate points (the end uses all)
@@ -569,7 +569,8 @@ def load_saved(path: Path, key: str) -> dict | None:
 
 
 def run_name(name: str, lr: float) -> str:
-    return f"{name}@lr={lr:g}"
+    """``INIT@lr=LR``: the run's file stem and key (``config.lr_label``: never two rates alike)."""
+    return f"{name}@lr={lr_label(lr)}"
 
 
 def run_study(cfg: LoraConfig, out, progress: bool = True) -> dict:
