@@ -44,7 +44,7 @@ def lam_max_power(loss, params, key: jax.Array, iters: int) -> jax.Array:
 
     def body(_, carry):
         v, _ = carry
-        v = jax.tree.map(lambda x: x / norm(v), v)
+        v = jax.tree.map(lambda x: (x / norm(v)).astype(x.dtype), v)
         w = hvp(v)
         return w, dot(v, w)
 

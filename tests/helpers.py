@@ -55,3 +55,47 @@ def minilm_ready() -> bool:
     except (ImportError, ValueError, FileNotFoundError):
         return False
     return True
+
+
+#: A tiny BERT with MiniLM's vocabulary (hidden 8, 2 layers: compiles in seconds), for the
+#: end-to-end LoRA tests; it reads MiniLM's tokenizer.
+TINY_LORA_BERT = dict(
+    vocab_size=30522,
+    hidden_size=8,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=16,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+    layer_norm_eps=1e-12,
+    model_type="bert",
+    hidden_act="gelu",
+)
+
+
+def tiny_lora_bert(folder):
+    """Write the random tiny BERT (``TINY_LORA_BERT``, weights from ``key(0)`` perturbed by
+    ``0.3·N(0, 1)``) as a model folder with MiniLM's tokenizer; returns the folder."""
+    import json
+    import shutil
+
+    import jax
+    import jax.numpy as jnp
+
+    from hrp_theory.real import bert
+    from hrp_theory.real import checkpoints as ck
+
+    cfg = bert.BertConfig.from_dict(TINY_LORA_BERT)
+    ids = jnp.ones((1, 4), jnp.int32)
+    params = bert.Bert(cfg).init(jax.random.key(0), ids, jnp.ones_like(ids))["params"]
+    leaves, tdef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [
+        np.asarray(x + 0.3 * jax.random.normal(k, x.shape), np.float32)
+        for x, k in zip(leaves, keys)
+    ]
+    tree = ck.unflatten(ck.flatten(jax.tree.unflatten(tdef, leaves)))
+    ck.save_msgpack(folder / ck.MSGPACK, tree)
+    (folder / "config.json").write_text(json.dumps(TINY_LORA_BERT))
+    shutil.copy(ck.minilm_path() / "tokenizer.json", folder / "tokenizer.json")
+    return folder

@@ -5,34 +5,18 @@ polarity data (CI installs both)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import minilm_ready
+from helpers import minilm_ready, tiny_lora_bert
 
 pytest.importorskip("flax")
 
 from hrp_theory import cli
 from hrp_theory.real import bert, lora_inits, lora_model, lora_study, tasks
-from hrp_theory.real import checkpoints as ck
 from hrp_theory.real.config import LORA_INITS, LoraConfig
-
-TINY = dict(
-    vocab_size=30522,
-    hidden_size=8,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=16,
-    max_position_embeddings=64,
-    type_vocab_size=2,
-    layer_norm_eps=1e-12,
-    model_type="bert",
-    hidden_act="gelu",
-)
-
 
 pytestmark = pytest.mark.skipif(
     not minilm_ready(),
@@ -44,18 +28,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A random tiny BERT with MiniLM's vocabulary and tokenizer, as a model folder."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    cfg = bert.BertConfig.from_dict(TINY)
-    ids = jnp.ones((1, 4), jnp.int32)
-    params = bert.Bert(cfg).init(jax.random.key(0), ids, jnp.ones_like(ids))["params"]
-    leaves, tdef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    leaves = [np.asarray(x + 0.3 * jax.random.normal(k, x.shape)) for x, k in zip(leaves, keys)]
-    tree = ck.unflatten(ck.flatten(jax.tree.unflatten(tdef, leaves)))
-    ck.save_msgpack(folder / ck.MSGPACK, tree)
-    (folder / "config.json").write_text(json.dumps(TINY))
-    shutil.copy(ck.minilm_path() / "tokenizer.json", folder / "tokenizer.json")
-    return folder
+    return tiny_lora_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 SMALL = dict(
