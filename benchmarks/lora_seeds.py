@@ -35,27 +35,27 @@ def ours(seeds: int, steps: int, batch: int, tokens: int) -> tuple[float, float]
     import jax
     import jax.numpy as jnp
 
-    from hrp_theory.real import lora_inits, lora_study
-    from hrp_theory.real.config import LoraConfig
+    from hrp_theory.finetune import data, inits, programs
+    from hrp_theory.finetune.config import LoraConfig
 
     def setup_for(s: int):
         cfg = LoraConfig(inits=("kaiming",), seeds=s, batch_size=batch, max_tokens=tokens)
-        setup = lora_study.prepare(cfg, progress=False)
-        keys = lora_study.seed_keys(cfg)
-        order = lora_study.batch_order(cfg, setup.task.train, steps + 1)
-        opt = lora_study._optimizer(cfg, cfg.lr)
-        prog = lora_study.programs(setup, opt, cfg.scale(cfg.r), 0)
-        st, hy = lora_study._static(cfg), lora_study._hyper(cfg, cfg.lr)
-        ad, off = lora_inits.initialize("kaiming", setup.kernels, keys, st, hy)
-        hd = lora_study.heads(keys, setup.hidden, 2)
+        setup = data.prepare(cfg, progress=False)
+        keys = data.seed_keys(cfg)
+        order = data.batch_order(cfg, setup.task.train, steps + 1)
+        opt = programs.optimizer(cfg, cfg.lr)
+        prog = programs.programs(setup, opt, cfg.scale(cfg.r), 0)
+        st, hy = inits.init_static(cfg), inits.init_hyper(cfg, cfg.lr)
+        ad, off = inits.initialize("kaiming", setup.kernels, keys, st, hy)
+        hd = data.heads(keys, setup.hidden, 2)
         return setup, prog, opt, ad, off, hd, order
 
     def per_step(s: int) -> float:
         setup, prog, opt, ad, off, hd, order = setup_for(s)
-        tr, _ = lora_study.train(prog, opt, ad, off, hd, setup.base, order, 1)  # compile
+        tr, _ = programs.train(prog, opt, ad, off, hd, setup.base, order, 1)  # compile
         jax.block_until_ready(tr)
         t0 = time.perf_counter()
-        tr, _ = lora_study.train(prog, opt, ad, off, hd, setup.base, order[:, 1:], steps)
+        tr, _ = programs.train(prog, opt, ad, off, hd, setup.base, order[:, 1:], steps)
         jax.block_until_ready(tr)
         return (time.perf_counter() - t0) / steps
 
@@ -69,18 +69,18 @@ def peft_step(steps: int, batch: int, tokens: int) -> float | None:
     """Seconds per PEFT LoRA step (PyTorch, CPU), or None without the peft extra."""
     try:
         import torch
-        import transformers  # noqa: F401  (lora_model.torch_bert)
+        import transformers  # noqa: F401  (finetune.peft.torch_bert)
         from peft import LoraConfig, get_peft_model
     except ImportError:
         return None
-    from hrp_theory.real import bert, checkpoints, lora_model, tasks
+    from hrp_theory.finetune import peft
+    from hrp_theory.models import bert, checkpoints, tasks
 
     path = checkpoints.minilm_path()
     task = tasks.load("polarity")
-    model = lora_model.torch_bert(path)
+    model = peft.torch_bert(path)
     names = [
-        lora_model.peft_module(p)
-        for p, _ in checkpoints.kernels(checkpoints.load(path), "encoder/")
+        peft.peft_module(p) for p, _ in checkpoints.kernels(checkpoints.load(path), "encoder/")
     ]
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=names))
     head = torch.nn.Linear(384, 2)

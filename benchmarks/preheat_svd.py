@@ -45,7 +45,7 @@ def time_study() -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from hrp_theory.real.study import RealConfig, run_study
+    from hrp_theory.layers.study import RealConfig, run_study
 
     t = time.perf_counter()
     rep = run_study(RealConfig(), progress=False)

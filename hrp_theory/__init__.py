@@ -7,16 +7,15 @@ no matplotlib backend. ``configure()`` (what ``hrp-sim`` does first) splits the 
 device per core before JAX starts; ``verify`` (the theory's checks) is imported on first use.
 """
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING
 
 from . import bases, distributed, flow, linalg, theory
+from ._version import __version__ as __version__
 from .dynamics import OPTIMIZERS, TrainResult, TrainSpec, make_optimizer, train
 from .experiment import ExperimentConfig, ExperimentResult, HrpSpec, run_experiment
+from .factors import FORMS, LoraParams, LoraSpec
 from .flow import Flow, gradient_flow
 from .inits import INITS, initialize
-from .lora import FORMS, LoraParams, LoraSpec
 from .losses import Objective, factor_grads, population_loss, shift_target, train_loss
 from .metrics import direction_metrics, principal_angles, time_to_excess
 from .preheat import Preheated, preheat_then_svd, thin_svd_of_product

@@ -10,7 +10,7 @@ forced.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,8 +18,30 @@ from .inits import OFFSET_INITS, families_needed
 from .problems import Basis, ProblemSpec
 from .spectra import spectrum_values
 
-if TYPE_CHECKING:
-    from .experiment import ExperimentConfig
+
+class ExperimentConfig(Protocol):
+    """What a basis decision reads of a config (``config.ExperimentConfig`` has it): typed
+    structurally, so this module, which the config imports, does not import the config."""
+
+    @property
+    def problem(self) -> ProblemSpec: ...
+    @property
+    def lora(self) -> Any: ...
+    @property
+    def train(self) -> Any: ...
+    @property
+    def hrp(self) -> Any: ...
+    @property
+    def inits(self) -> tuple[str, ...]: ...
+    @property
+    def base(self) -> str: ...
+    @property
+    def basis(self) -> str: ...
+    @property
+    def preheats(self) -> bool: ...
+    @property
+    def preheat_rank(self) -> int: ...
+
 
 BASES = ("auto", "dense", "spectral", "reduced")
 #: Optimizers whose update commutes with rotations of the factors (Adam's per-coordinate

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from . import linalg
-from .lora import LoraParams
+from .factors import LoraParams
 from .losses import Objective, population_loss
 
 

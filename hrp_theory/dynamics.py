@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from ._fields import traced
-from .lora import LoraParams, trains
+from .factors import LoraParams, trains
 from .losses import Objective, factor_grads, population_loss, train_loss
 from .validation import (
     MAX_STEPS,

@@ -7,9 +7,9 @@ Two integrators:
   ``steps·dt`` = horizon), so every runner, recorder and snapshot that works for GD works for
   gradient flow too. ``euler`` is GD
   with ``lr = dt`` (order 1), kept for convergence-order tests.
-* ``tsit5`` — adaptive Tsitouras 5(4) with a PID step-size controller (diffrax; optional extra
-  ``pip install 'hrp-theory[ode]'``), error-controlled to ``rtol``/``atol``, optionally stopping
-  at a steady state.
+* ``tsit5`` — adaptive Tsitouras 5(4) with a PID step-size controller (diffrax; the optional
+  extra, ``pip install -e ".[ode]"`` from a clone), error-controlled to ``rtol``/``atol``,
+  optionally stopping at a steady state.
 
 With ``Σ = I`` and ``s = 1`` the classic flow is ``dB/dt = (M − BAᵀ)A``, ``dA/dt = (M − BAᵀ)ᵀB``
 and conserves ``BᵀB − AᵀA`` (docs/theory.md §5.4); the freeze-A flow is the linear ODE of
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from .dynamics import make_optimizer, train, velocity
-from .lora import LoraParams, trains
+from .factors import LoraParams, trains
 from .losses import Objective
 
 METHODS = ("euler", "rk4", "tsit5")
@@ -61,7 +61,8 @@ def check_flow(t_end, saves, method: str, dt, rtol, atol) -> int:
             import diffrax  # noqa: F401
         except ImportError:
             raise ValueError(
-                "method: tsit5 needs diffrax; pip install 'hrp-theory[ode]' or use method='rk4'"
+                "method: tsit5 needs diffrax; pip install -e '.[ode]' (from a clone) or use "
+                "method='rk4'"
             ) from None
         return 0
     per_save = t_end / saves / dt

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from . import linalg
-from .lora import LoraParams, direction_side
+from .factors import LoraParams, direction_side
 from .losses import DiagonalC, Objective, shift_target
 from .preheat import preheat_then_svd
 from .problems import Problem

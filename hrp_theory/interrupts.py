@@ -125,3 +125,11 @@ def deferred():
     finally:
         out["signal"] = _state["pending"]
         _state["deferring"], _state["pending"] = False, None
+
+
+def stop_if_signalled() -> None:
+    """Raise ``KeyboardInterrupt`` if SIGINT/SIGTERM arrived: the handler's own exception is lost
+    when the signal lands inside a garbage-collection callback (JAX registers one), so long loops
+    also check the recorded signal."""
+    if received() is not None:
+        raise KeyboardInterrupt

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .lora import LoraParams
+from .factors import LoraParams
 
 
 class DiagonalC(NamedTuple):

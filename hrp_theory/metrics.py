@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import linalg
-from .lora import LoraParams, direction_side
+from .factors import LoraParams, direction_side
 from .problems import Problem
 
 

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from . import linalg
 from .dynamics import make_optimizer, train
-from .lora import LoraParams
+from .factors import LoraParams
 from .losses import Objective, ct_times
 from .validation import MAX_STEPS, one_of
 

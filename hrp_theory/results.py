@@ -243,7 +243,7 @@ def provenance() -> dict:
     import jax
     import optax
 
-    from . import __version__
+    from ._version import __version__
     from .runtime import x64
 
     return {

@@ -106,3 +106,14 @@ def names(text_or_items, field: str) -> tuple[str, ...]:
             f"{field}: {', '.join(twice)} named twice in {','.join(out)!r}; list each once"
         )
     return out
+
+
+def regex(value: str, field: str) -> str:
+    """A valid regular expression (``re.compile``), else ``ValueError`` naming the field."""
+    import re
+
+    try:
+        re.compile(value)
+    except (re.error, TypeError) as e:
+        raise ValueError(f"{field}: {value!r} is not a valid regular expression ({e})") from None
+    return value

@@ -35,7 +35,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import hrp_theory as H
-from hrp_theory.real import checkpoints, finetune, report, study
+from hrp_theory.layers import full_finetune, report, study
+from hrp_theory.layers.config import RealConfig
+from hrp_theory.layers.kernels import covariances
+from hrp_theory.models import checkpoints
 
 H.configure()  # one XLA CPU device per core, before JAX starts (what hrp-sim does)
 jax.config.update("jax_enable_x64", True)  # Σ of LayerNorm outputs is badly conditioned
@@ -67,9 +70,7 @@ layers_re = (
 )
 chosen = [p for p, _ in checkpoints.kernels(tree, layers_re)]
 need = 4 * max(W.shape[1] for p, W in kernels if p in chosen)
-Sig, tokens = study.covariances(
-    study.RealConfig(layers=layers_re, tokens=need), tree, chosen, progress=False
-)
+Sig, tokens = covariances(RealConfig(layers=layers_re, tokens=need), tree, chosen, progress=False)
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for path, S in Sig.items():
     lam = np.linalg.eigvalsh(S)[::-1]
@@ -87,10 +88,10 @@ plt.show()
 # initial `A` spans; losses are relative to the unchanged model's.
 
 # %%
-tuned = finetune.default_dir()
+tuned = full_finetune.default_dir()
 delta = "finetuned" if (tuned / checkpoints.MSGPACK).exists() else "synthetic:power:1"
 print("ΔW:", delta)
-cfg = study.RealConfig(
+cfg = RealConfig(
     layers=layers_re, delta=delta, r=8, p=32, seeds=2 if SMOKE else 8, steps=40 if SMOKE else 200
 )
 rep = study.run_study(cfg, progress=not SMOKE)

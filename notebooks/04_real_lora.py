@@ -30,8 +30,8 @@
 import os
 
 import hrp_theory as H
-from hrp_theory.real import lora_figures, lora_report, lora_study
-from hrp_theory.real.config import LoraConfig
+from hrp_theory.finetune import figures, report, study, summary
+from hrp_theory.finetune.config import LoraConfig
 
 H.configure()  # one XLA CPU device per core, before JAX starts (what hrp-sim does)
 SMOKE = os.environ.get("HRP_SMOKE") == "1"
@@ -60,18 +60,18 @@ print(cfg)
 # Each finished init is saved under `OUT/runs/`; running this cell again reuses them.
 
 # %%
-study = lora_study.run_study(cfg, "hrp-results/lora-notebook", progress=not SMOKE)
-summary = lora_report.summarize_study(study, cfg)
-print(lora_report.table(summary))
+done = study.run_study(cfg, "hrp-results/lora-notebook", progress=not SMOKE)
+summ = summary.summarize_study(done, cfg)
+print(report.table(summ))
 
 # %% [markdown]
 # ## 2. Training curves and test accuracy, with 95 % CIs over seeds
 
 # %%
-lora_figures.curves(study, cfg)
+figures.curves(done, cfg)
 
 # %%
-lora_figures.accuracy(summary, cfg)
+figures.accuracy(summ, cfg)
 
 # %% [markdown]
 # ## 3. The bridge to the theory
@@ -81,10 +81,7 @@ lora_figures.accuracy(summary, cfg)
 # `hrp-sim finetune` has made it) and the run's own final update. One point per (init, seed).
 
 # %%
-lora_figures.bridge(summary, study, cfg)
+figures.bridge(summ, done, cfg)
 
 # %%
-{
-    name: rec["common_lr"].get("diff_test_acc", {}).get("mean")
-    for name, rec in summary["inits"].items()
-}
+{name: rec["common_lr"].get("diff_test_acc", {}).get("mean") for name, rec in summ["inits"].items()}

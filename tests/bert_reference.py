@@ -1,6 +1,6 @@
 """An independent NumPy float64 BERT forward pass on the torch-layout (safetensors) weights.
 
-Written from the BERT definition, not from ``hrp_theory.real.bert``: weights keep the torch
+Written from the BERT definition, not from ``hrp_theory.models.bert``: weights keep the torch
 layout ``(out, in)`` and torch names, so the Flax model's renaming and transposes are checked too.
 """
 

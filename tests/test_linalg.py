@@ -15,7 +15,7 @@ import pytest
 from helpers import config
 
 from hrp_theory import linalg, seeds
-from hrp_theory.experiment import simulate_seed, split_config
+from hrp_theory.simulate import simulate_seed, split_config
 
 SHAPE = re.compile(r"[a-z]+\d*\[([\d,]*)\]")
 

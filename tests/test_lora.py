@@ -15,8 +15,10 @@ from helpers import minilm_ready, tiny_lora_bert
 pytest.importorskip("flax")
 
 from hrp_theory import cli
-from hrp_theory.real import bert, lora_inits, lora_model, lora_study, tasks
-from hrp_theory.real.config import LORA_INITS, LoraConfig
+from hrp_theory.finetune import adapters as fa
+from hrp_theory.finetune import bridge, data, inits, programs, study
+from hrp_theory.finetune.config import LORA_INITS, LoraConfig
+from hrp_theory.models import bert, tasks
 
 pytestmark = pytest.mark.skipif(
     not minilm_ready(),
@@ -56,30 +58,30 @@ def test_every_init_leaves_the_model_unchanged_at_step_0(tiny):
     model's hidden states at step 0, to 1e-6, and its adapter is not trivially zero. LoRA-One is
     the exception by definition: it starts from one full-gradient step ``s·B₀A₀ᵀ = η·[C]_r``."""
     cfg = _cfg(tiny, inits=LORA_INITS)
-    setup = lora_study.prepare(cfg, progress=False)
-    keys = lora_study.seed_keys(cfg)
-    order = lora_study.batch_order(cfg, setup.task.train, 4)
-    hd = lora_study.heads(keys, setup.hidden, 2)
-    prog = lora_study.programs(setup, lora_study._optimizer(cfg, cfg.lr), cfg.scale(cfg.r), 0)
-    grads = lora_study.full_gradients(setup, cfg, prog, hd, order)
-    moments = lora_study.second_moments(setup, cfg, progress=False)
-    st, hy = lora_study._static(cfg), lora_study._hyper(cfg, cfg.lr)
+    setup = data.prepare(cfg, progress=False)
+    keys = data.seed_keys(cfg)
+    order = data.batch_order(cfg, setup.task.train, 4)
+    hd = data.heads(keys, setup.hidden, 2)
+    prog = programs.programs(setup, programs.optimizer(cfg, cfg.lr), cfg.scale(cfg.r), 0)
+    grads = inits.full_gradients(setup, cfg, prog, hd, order)
+    moments = inits.second_moments(setup, cfg, progress=False)
+    st, hy = inits.init_static(cfg), inits.init_hyper(cfg, cfg.lr)
     ids, mask = setup.ids[:8], setup.mask[:8]
     base_h = bert.mean_pool(setup.model.apply({"params": setup.base}, ids, mask), mask)
     for name in LORA_INITS:
         if name == "hrp":
-            pre = lora_inits.preheat_start(setup.kernels, keys, st, hy)
-            adapters, offsets = lora_inits.from_preheat(pre, cfg.r, hy.std), {}
+            pre = inits.preheat_start(setup.kernels, keys, st, hy)
+            adapters, offsets = inits.from_preheat(pre, cfg.r, hy.std), {}
         else:
             mom = {p: jnp.asarray(m, jnp.float32) for p, m in moments.items()}
-            adapters, offsets = lora_inits.initialize(
+            adapters, offsets = inits.initialize(
                 name, setup.kernels, keys, st, hy, grads=grads, moments=mom
             )
         assert set(adapters) == {p for p, _ in setup.kernels}
         assert any(float(jnp.abs(ab.A).max()) > 0 for ab in adapters.values()), name
         for i in range(cfg.seeds):
             pick = lambda t: jax.tree.map(lambda x: x[i], t)
-            h = lora_model.hidden(
+            h = fa.hidden(
                 setup.model, setup.base, pick(adapters), pick(offsets), cfg.scale(cfg.r), ids, mask
             )
             err = float(jnp.abs(h - base_h).max())
@@ -95,11 +97,11 @@ def test_hrp_at_p_equal_r_spans_the_kaiming_init(tiny):
     """Pairing: HRP's A_p extends the kaiming draw, so before any preheat step (B_p = 0 kept
     nonzero by one step) its first r columns are kaiming's A, seed by seed."""
     cfg = _cfg(tiny, inits=("kaiming",))
-    setup = lora_study.prepare(cfg, progress=False)
-    keys = lora_study.seed_keys(cfg)
-    st, hy = lora_study._static(cfg), lora_study._hyper(cfg, cfg.lr)
-    kaiming, _ = lora_inits.initialize("kaiming", setup.kernels, keys, st, hy)
-    start = lora_inits.preheat_start(setup.kernels, keys, st, hy)
+    setup = data.prepare(cfg, progress=False)
+    keys = data.seed_keys(cfg)
+    st, hy = inits.init_static(cfg), inits.init_hyper(cfg, cfg.lr)
+    kaiming, _ = inits.initialize("kaiming", setup.kernels, keys, st, hy)
+    start = inits.preheat_start(setup.kernels, keys, st, hy)
     for path, ab in kaiming.items():
         np.testing.assert_array_equal(np.asarray(start[path].A[..., : cfg.r]), np.asarray(ab.A))
         assert start[path].A.shape[-1] == cfg.preheat_rank
@@ -108,10 +110,8 @@ def test_hrp_at_p_equal_r_spans_the_kaiming_init(tiny):
 def test_vmapped_seeds_match_a_one_seed_run(tiny, tmp_path):
     """Seed 0 of a two-seed study (vmapped) equals a one-seed study: same losses to float32
     rounding, so seeds are independent lanes of one program."""
-    two = lora_study.run_study(_cfg(tiny, inits=("kaiming",)), tmp_path / "a", progress=False)
-    one = lora_study.run_study(
-        _cfg(tiny, inits=("kaiming",), seeds=1), tmp_path / "b", progress=False
-    )
+    two = study.run_study(_cfg(tiny, inits=("kaiming",)), tmp_path / "a", progress=False)
+    one = study.run_study(_cfg(tiny, inits=("kaiming",), seeds=1), tmp_path / "b", progress=False)
     a, b = two["runs"]["kaiming@lr=0.0005"], one["runs"]["kaiming@lr=0.0005"]
     np.testing.assert_allclose(a["train_loss"][0], b["train_loss"][0], rtol=1e-5)
     np.testing.assert_allclose(a["test_acc"][0], b["test_acc"][0])
@@ -260,18 +260,19 @@ def test_sigterm_keeps_the_finished_runs(tiny, tmp_path):
 def test_full_finetune_reference_row(tmp_path, monkeypatch):
     """The full fine-tune's figures come from ``hrp-sim finetune``'s folder (polarity on the
     default base only), with the budget and split they were measured on."""
-    from hrp_theory.real import checkpoints, finetune
-    from hrp_theory.real.config import LoraConfig
+    from hrp_theory.finetune.config import LoraConfig
+    from hrp_theory.layers import full_finetune as finetune
+    from hrp_theory.models import checkpoints
 
     monkeypatch.setattr(finetune, "default_dir", lambda: tmp_path)
-    assert lora_study.full_finetune_reference(LoraConfig(task="polarity")) is None  # not run
+    assert bridge.full_finetune_reference(LoraConfig(task="polarity")) is None  # not run
     (tmp_path / checkpoints.MSGPACK).write_bytes(b"")
     config = {"steps": 150, "batch_size": 32, "max_length": 64, "lr": 5e-5}
     (tmp_path / "finetune.json").write_text(
         json.dumps({"config": config, "held_out_accuracy": 0.8175, "held_out_sentences": 800})
     )
-    ref = lora_study.full_finetune_reference(LoraConfig(task="polarity"))
+    ref = bridge.full_finetune_reference(LoraConfig(task="polarity"))
     assert ref is not None
     assert (ref["held_out_accuracy"], ref["held_out_examples"], ref["steps"]) == (0.8175, 800, 150)
-    assert lora_study.full_finetune_reference(LoraConfig(task="bbc")) is None
-    assert lora_study.full_finetune_reference(LoraConfig(checkpoint=str(tmp_path))) is None
+    assert bridge.full_finetune_reference(LoraConfig(task="bbc")) is None
+    assert bridge.full_finetune_reference(LoraConfig(checkpoint=str(tmp_path))) is None

@@ -8,7 +8,7 @@ from helpers import config
 
 import hrp_theory.seeds as mc
 from hrp_theory import root_key, run_experiment
-from hrp_theory.experiment import simulate_seed, split_config
+from hrp_theory.simulate import simulate_seed, split_config
 
 INITS = ("kaiming", "gaussian", "aligned", "hrp", "pissa", "olora", "lora-ga", "lora-one")
 

@@ -22,7 +22,7 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     if "real" in path.name:
         pytest.importorskip("flax")
-        from hrp_theory.real import checkpoints, text
+        from hrp_theory.models import checkpoints, text
 
         try:
             checkpoints.minilm_path()

@@ -17,8 +17,10 @@ pytest.importorskip("flax")
 for _mod in ("torch", "transformers", "peft"):
     pytest.importorskip(_mod, reason=f"needs the peft extra: pip install -e '.[peft]' ({_mod})")
 
-from hrp_theory.real import bert, lora_model, lora_study, text  # noqa: E402
-from hrp_theory.real import checkpoints as ck  # noqa: E402
+from hrp_theory.finetune import adapters as fa  # noqa: E402
+from hrp_theory.finetune import peft  # noqa: E402
+from hrp_theory.models import bert, text  # noqa: E402
+from hrp_theory.models import checkpoints as ck  # noqa: E402
 
 
 @pytest.mark.minilm
@@ -37,7 +39,7 @@ def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
     assert cli.main([*args, "--export-peft", str(exp)]) == 0
     assert "not exported: the init moves W0" in capsys.readouterr().out  # pissa
     folder = exp / "kaiming@lr=0.005"
-    cfg = json.loads((folder / lora_model.PEFT_CONFIG).read_text())
+    cfg = json.loads((folder / peft.PEFT_CONFIG).read_text())
     assert (
         cfg["r"] == 8 and len(cfg["target_modules"]) == 36 and not (exp / "pissa@lr=0.005").exists()
     )
@@ -45,7 +47,7 @@ def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
     # the JAX side: seed 0's trained adapter, from the saved run
     with np.load(out / "runs" / "kaiming@lr=0.005.npz", allow_pickle=False) as z:
         run = {k: z[k] for k in z.files}
-    adapters, _ = lora_study.seed0_adapter(run, "kaiming")
+    adapters, _ = peft.seed0_adapter(run, "kaiming")
     assert max(float(np.abs(ab.B).max()) for ab in adapters.values()) > 0  # trained: B ≠ 0
     path = ck.minilm_path()
     model = bert.Bert(bert.BertConfig.from_dict(ck.read_config(path)))
@@ -53,9 +55,9 @@ def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
     texts, _ = text.load_polarity()
     ids, mask = bert.encode(bert.tokenizer(path), texts[:6])
     s = 16.0 / 8
-    ours = np.asarray(lora_model.hidden(model, base, adapters, {}, s, ids, mask))
+    ours = np.asarray(fa.hidden(model, base, adapters, {}, s, ids, mask))
 
-    torch_model = lora_model.torch_bert(path)
+    torch_model = peft.torch_bert(path)
     peft_model = PeftModel.from_pretrained(torch_model, str(folder), local_files_only=True).eval()
     with torch.no_grad():
         h = peft_model(

@@ -19,8 +19,10 @@ from hrp_theory.metrics import direction_metrics
 pytest.importorskip("flax")
 import bert_reference
 
-from hrp_theory.real import bert, study, text
-from hrp_theory.real import checkpoints as ck
+from hrp_theory.layers import study
+from hrp_theory.models import bert, text
+from hrp_theory.models import checkpoints as ck
+from hrp_theory.models import convert as cv
 
 TINY = dict(
     vocab_size=40,
@@ -126,7 +128,7 @@ def test_resolve_prefers_msgpack_in_a_model_folder(tiny):
 def test_convert_writes_msgpack_and_orbax_bit_exact(tiny, tmp_path):
     tree, folder = tiny
     out = tmp_path / "converted"
-    s = ck.convert(folder / ck.SAFETENSORS, out)
+    s = cv.convert(folder / ck.SAFETENSORS, out)
     assert s["bit_exact"] == {"msgpack": True, "orbax": True} and s["kernels"] == 12
     assert _same(ck.load(out / ck.MSGPACK), tree) and _same(ck.load(out / ck.ORBAX), tree)
     assert (out / "config.json").exists()
@@ -147,7 +149,7 @@ def test_convert_refuses_a_tensor_it_cannot_carry(tiny, tmp_path):
         src.mkdir()
         save_file(flat | {"encoder.extra.counts": extra}, str(src / ck.SAFETENSORS))
         with pytest.raises(ValueError, match="encoder.extra.counts.*real floating-point"):
-            ck.convert(src / ck.SAFETENSORS, tmp_path / f"out-{name}")
+            cv.convert(src / ck.SAFETENSORS, tmp_path / f"out-{name}")
         assert not (tmp_path / f"out-{name}").exists()
     # torch BERT's index buffer is dropped, and the summary says so
     src = tmp_path / "buffers"
@@ -156,7 +158,7 @@ def test_convert_refuses_a_tensor_it_cannot_carry(tiny, tmp_path):
         flat | {"embeddings.position_ids": np.arange(32, dtype=np.int64)[None]},
         str(src / ck.SAFETENSORS),
     )
-    assert ck.convert(src / ck.SAFETENSORS, tmp_path / "ok")["dropped"] == [
+    assert cv.convert(src / ck.SAFETENSORS, tmp_path / "ok")["dropped"] == [
         "embeddings.position_ids"
     ]
 
@@ -171,10 +173,10 @@ def test_convert_refuses_nan_weights_and_its_own_folder(tiny, tmp_path):
     src.mkdir()
     save_file(flat, str(src / ck.SAFETENSORS))
     with pytest.raises(ValueError, match="NaN/inf entries.*nothing written"):
-        ck.convert(src / ck.SAFETENSORS, tmp_path / "out")
+        cv.convert(src / ck.SAFETENSORS, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="overwrite the source"):
-        ck.convert(folder, folder)
+        cv.convert(folder, folder)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import hrp_theory as H
 from hrp_theory import theory
 from hrp_theory.bases import reduced_obstacles, resolve_basis
 from hrp_theory.dynamics import make_optimizer, train
-from hrp_theory.lora import LoraParams
+from hrp_theory.factors import LoraParams
 from hrp_theory.metrics import direction_metrics
 from hrp_theory.preheat import preheat_then_svd
 from hrp_theory.problems import (

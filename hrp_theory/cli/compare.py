@@ -11,10 +11,10 @@ import sys
 import time
 
 from ..bases import BASES
+from ..config import ExperimentConfig, HrpSpec
 from ..dynamics import OPTIMIZERS, TrainSpec
-from ..experiment import ExperimentConfig, HrpSpec
+from ..factors import FORMS, SCALINGS, LoraSpec
 from ..inits import INITS, RANDOM_INITS
-from ..lora import FORMS, SCALINGS, LoraSpec
 from ..preheat import PREHEAT_FORMS
 from ..problems import ProblemSpec
 from ..validation import names

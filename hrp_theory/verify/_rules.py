@@ -24,7 +24,7 @@ import numpy as np
 
 from ..dynamics import TrainSpec
 from ..experiment import ExperimentConfig, HrpSpec, run_experiment
-from ..lora import LoraSpec
+from ..factors import LoraSpec
 from ..problems import Basis, ProblemSpec
 from ..seeds import map_seeds
 from ..spectra import spectrum_values

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import linalg, theory
-from ..lora import LoraParams
+from ..factors import LoraParams
 from ..losses import population_loss
 from ..metrics import orth
 from ..preheat import converged_freeze_a, preheat_then_svd

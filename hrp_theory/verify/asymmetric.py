@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import linalg, theory
 from ..dynamics import make_optimizer, train
+from ..factors import LoraParams
 from ..inits import random_factor
-from ..lora import LoraParams
 from ..metrics import orth
 from ..problems import ProblemSpec, build_problem, problem_arrays
 from ._rules import (

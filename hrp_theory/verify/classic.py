@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import theory
 from ..dynamics import make_optimizer, train
+from ..factors import LoraParams
 from ..inits import random_factor
-from ..lora import LoraParams
 from ..losses import population_loss
 from ..problems import ProblemSpec, build_problem, optimal_loss, problem_arrays
 from ._rules import GAP, M_, N_, R_, Context, Outcome, band, count, pathwise, singular_values_of

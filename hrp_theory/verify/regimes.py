@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import theory
 from ..dynamics import make_optimizer, train
+from ..factors import LoraParams
 from ..inits import random_factor
-from ..lora import LoraParams
 from ..preheat import thin_svd_of_product
 from ..problems import ProblemSpec, build_problem, optimal_loss, problem_arrays
 from ._rules import (

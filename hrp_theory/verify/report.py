@@ -181,7 +181,7 @@ def merge(result: dict, previous: dict | None, run_id: str) -> dict:
 
 
 def _catalogue():
-    from . import CHECKS
+    from .catalogue import CHECKS
 
     return CHECKS
 

@@ -1,0 +1,284 @@
+"""A minimal Flax (linen) BERT encoder that reads the Hugging Face Flax parameter tree as is.
+
+Post-LayerNorm BERT: embeddings (word + position + token type 0, LayerNorm) and ``L`` layers of::
+
+    h ← LN(h + Wo·attn(Wq h, Wk h, Wv h)),      h ← LN(h + W2·gelu(W1 h))
+
+with exact (erf) GELU. Every Dense layer *sows its input* into the ``"inputs"`` collection under
+its own parameter path, so one forward pass yields the activations ``x`` each kernel ``W`` sees
+(``y = W x + b``): the inputs of the per-layer regression problems.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .checkpoints import CheckpointError, flatten
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """The fields of a Hugging Face ``config.json`` the encoder needs."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 384
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 1536
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BertConfig:
+        if d.get("model_type", "bert") != "bert":
+            raise CheckpointError(
+                f"config: model_type {d.get('model_type')!r}; only BERT is supported"
+            )
+        if d.get("hidden_act", "gelu") != "gelu":
+            raise CheckpointError(
+                f"config: hidden_act {d.get('hidden_act')!r}; only exact gelu is supported"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class Dense(nn.Module):
+    """``y = x @ kernel + bias`` (kernel ``(in, out)``, HF Flax layout) that sows ``x``.
+
+    With a LoRA adapter in the ``"lora"`` collection under its path (``finetune.adapters``):
+    ``y += s·(x A) Bᵀ − s·(x A₀) B₀ᵀ``, where ``A`` (in, r) and ``B`` (out, r) are trained and the
+    optional frozen ``A₀, B₀`` carry an init's offset of ``W0`` (``W0 ← W0 − s·B₀A₀ᵀ``) without
+    copying the base. The two terms are summed before they are added, so an offset init's output
+    at step 0 is the base model's.
+
+    The low-rank products run on the tokens flattened to one axis: then the gradients of ``A`` and
+    ``B`` are plain ``(tokens, ·)ᵀ (tokens, ·)`` matmuls. On the ``(batch, seq, ·)`` layout XLA's
+    CPU backend transposed the wide activation gradient first, and that copy took over a third of
+    a LoRA step (``benchmarks/lora_seeds.py``: 0.46 → 0.29 s a seed-step on 2 cores)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        self.sow("inputs", "x", x)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        y = x @ kernel + bias
+        if self.has_variable("lora", "A"):
+            flat = x.reshape(-1, x.shape[-1])
+            low = lambda a, b: (
+                (flat @ self.get_variable("lora", a)) @ self.get_variable("lora", b).T
+            )
+            update = low("A", "B")
+            if self.has_variable("lora", "A0"):
+                update = update - low("A0", "B0")
+            y = y + self.get_variable("lora", "s") * update.reshape(y.shape)
+        return y
+
+
+class SelfAttention(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, h, bias):
+        c = self.cfg
+        heads, d = c.num_attention_heads, c.hidden_size // c.num_attention_heads
+        split = lambda t: t.reshape(t.shape[:2] + (heads, d))
+        q, k, v = (split(Dense(c.hidden_size, name=n)(h)) for n in ("query", "key", "value"))
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.asarray(d, h.dtype)) + bias
+        ctx = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1), v)
+        return ctx.reshape(h.shape)
+
+
+class AddNorm(nn.Module):
+    """``LN(residual + dense(x))`` (HF's ``…output`` blocks)."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, x, residual):
+        y = Dense(self.cfg.hidden_size, name="dense")(x)
+        return nn.LayerNorm(epsilon=self.cfg.layer_norm_eps, name="LayerNorm")(y + residual)
+
+
+class Attention(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, h, bias):
+        return AddNorm(self.cfg, name="output")(SelfAttention(self.cfg, name="self")(h, bias), h)
+
+
+class Intermediate(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, h):
+        return nn.gelu(Dense(self.cfg.intermediate_size, name="dense")(h), approximate=False)
+
+
+class Layer(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, h, bias):
+        h = Attention(self.cfg, name="attention")(h, bias)
+        return AddNorm(self.cfg, name="output")(Intermediate(self.cfg, name="intermediate")(h), h)
+
+
+class Stack(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, h, bias):
+        for i in range(self.cfg.num_hidden_layers):
+            h = Layer(self.cfg, name=str(i))(h, bias)
+        return h
+
+
+class Encoder(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, h, bias):
+        return Stack(self.cfg, name="layer")(h, bias)
+
+
+class Embeddings(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, ids):
+        c = self.cfg
+        pos = jnp.arange(ids.shape[1])[None, :]
+        h = (
+            nn.Embed(c.vocab_size, c.hidden_size, name="word_embeddings")(ids)
+            + nn.Embed(c.max_position_embeddings, c.hidden_size, name="position_embeddings")(pos)
+            + nn.Embed(c.type_vocab_size, c.hidden_size, name="token_type_embeddings")(
+                jnp.zeros_like(ids)
+            )
+        )
+        return nn.LayerNorm(epsilon=c.layer_norm_eps, name="LayerNorm")(h)
+
+
+class Bert(nn.Module):
+    """``(ids, mask) -> last hidden states (batch, seq, hidden)``; mask is 1 on real tokens."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, ids, mask):
+        bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min / 2)
+        h = Embeddings(self.cfg, name="embeddings")(ids)
+        return Encoder(self.cfg, name="encoder")(h, bias.astype(h.dtype))
+
+
+ENCODER_KEYS = ("embeddings", "encoder")
+
+
+def encoder_params(tree: dict) -> dict:
+    """The part of a checkpoint tree the encoder reads (drops ``pooler`` and any head)."""
+    missing = [k for k in ENCODER_KEYS if k not in tree]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint: no {'/'.join(missing)} subtree; it is not a BERT "
+            f"checkpoint in Hugging Face Flax naming (top keys: {sorted(tree)})"
+        )
+    return {k: tree[k] for k in ENCODER_KEYS}
+
+
+def mean_pool(hidden, mask):
+    """Mean of the hidden states over real tokens (sentence-transformers' pooling)."""
+    m = mask[..., None].astype(hidden.dtype)
+    return (hidden * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+
+
+def embed(model: Bert, params: dict, ids, mask):
+    """all-MiniLM-L6-v2 sentence embeddings: mean pooling, then L2 normalisation."""
+    e = mean_pool(model.apply({"params": params}, ids, mask), mask)
+    return e / jnp.linalg.norm(e, axis=-1, keepdims=True)
+
+
+@jax.jit
+def _second_moments(inputs: dict, mask):
+    """``Σ_t x_t x_tᵀ`` over the real tokens of a batch, per sown input."""
+    w = mask.reshape(-1).astype(jnp.float32)
+    out = {}
+    for path, (x,) in inputs.items():
+        X = x.reshape(-1, x.shape[-1])
+        out[path] = (X * w[:, None]).T @ X
+    return out
+
+
+def input_second_moments(model: Bert, params: dict, batches, progress: bool = True):
+    """``E[x xᵀ]`` of every Dense layer's input over the real tokens of ``batches``.
+
+    Args:
+      batches: iterable of ``(ids, mask)`` int arrays ``(batch, seq)``.
+
+    Returns:
+      ``({kernel path: (d, d) float64 array}, tokens)``; paths as in ``checkpoints.kernels``.
+      Query, key and value share one input and thus one matrix.
+    """
+    from tqdm.auto import tqdm
+
+    fwd = jax.jit(
+        lambda p, ids, mask: model.apply({"params": p}, ids, mask, mutable=["inputs"])[1]["inputs"]
+    )
+    sums, tokens = {}, 0
+    for ids, mask in tqdm(list(batches), desc="activations", unit="batch", disable=not progress):
+        sown = flatten(fwd(params, ids, mask))
+        moments = jax.device_get(
+            _second_moments({k[: -len("/x")]: v for k, v in sown.items()}, mask)
+        )
+        for path, s in moments.items():
+            sums[path] = sums.get(path, 0.0) + np.asarray(s, np.float64)
+        tokens += int(np.asarray(mask).sum())
+    if tokens == 0:
+        raise ValueError("activations: no tokens; give some text")
+    return {p: s / tokens for p, s in sums.items()}, tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def tokenizer(folder, max_length: int = 128, pad_to_multiple_of: int = 32):
+    """The model's ``tokenizer.json`` (Rust ``tokenizers``), truncating at ``max_length`` and
+    padding each batch to a multiple of ``pad_to_multiple_of`` (few shapes, few compiles).
+
+    The shipped file forces padding to 128; this resets it."""
+    from tokenizers import Tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.exists():
+        raise CheckpointError(
+            f"tokenizer: {str(path)!r} does not exist; copy the model's "
+            "tokenizer.json next to the checkpoint (hrp-sim convert does)"
+        )
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    tok.enable_padding(pad_id=0, pad_token="[PAD]", pad_to_multiple_of=pad_to_multiple_of)
+    tok.enable_truncation(max_length=max_length)
+    return tok
+
+
+def encode(tok, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, mask)`` int32 arrays of a batch of texts."""
+    enc = tok.encode_batch(list(texts))
+    ids = np.array([e.ids for e in enc], np.int32)
+    mask = np.array([e.attention_mask for e in enc], np.int32)
+    return ids, mask
+
+
+def batches(tok, texts: list[str], batch_size: int = 32):
+    """``(ids, mask)`` batches of ``texts`` in order."""
+    for i in range(0, len(texts), batch_size):
+        yield encode(tok, texts[i : i + batch_size])
