@@ -16,19 +16,23 @@ Every init returns ``(LoraParams, dW0)``: the factors, and the change of the fro
                 ``Q = orth(B_p)``
 ``pissa``       ``B = U_r(W0)S_r^{1/2}/√s``, ``A = V_r(W0)S_r^{1/2}/√s``, ``W0 ← W0 − [W0]_r``
 ``olora``       ``W0 = QR``: ``B = Q[:, :r]``, ``A = R[:r]ᵀ``, ``W0 ← W0 − s·BAᵀ``
-``lora-ga``     SVD of the full gradient ``G = −C``: ``A = V_{1:r}``, ``B = U_{r+1:2r}``, both times
-                ``m^{1/4}/√γ`` (γ = 16, LoRA-GA's "stable" scale), ``W0 ← W0 − s·BAᵀ``
-``lora-one``    the best rank-r full-gradient step: ``s·BAᵀ = η·[C]_r`` split evenly,
-                ``B = U_r(ηS_r/s)^{1/2}``, ``A = V_r(ηS_r/s)^{1/2}``, ``W0`` kept (η = main lr)
-``eva``         PEFT's EVA: ``A = c·V_r(Σ)``, the top-r eigenvectors of the (training) input
-                covariance — the right singular vectors of the inputs; ``B = 0``
-``corda``       PEFT's CorDA (instruction-previewed mode): ``W0Σ = U S Vᵀ``,
-                ``B = U_r(S_r/s)^{1/2}``, ``A = Σ⁻¹V_r(S_r/s)^{1/2}``, ``W0 ← W0 − s·BAᵀ``
-                (Σ damped by 10⁻⁶ of its mean eigenvalue); PiSSA when Σ = I
+``lora-ga``     LoRA-GA's reference code: SVD of the full gradient ``G = −C``, ``A = V_{1:r}``,
+                ``B = U_{r+1:2r}``, both times ``m^{1/4}/√γ`` (γ = 16, its "stable" scale),
+                ``W0 ← W0 − s·BAᵀ``
+``lora-one``    LoRA-One's reference code: ``B = U_r(S_r/S_1)^{1/2}/√γ``,
+                ``A = V_r(S_r/S_1)^{1/2}/√γ`` from the SVD of ``C = −∇L(W0)`` (γ = 128, its
+                "stable" scale), ``W0`` kept, so ``s·BAᵀ = s·[C]_r/(γ·σ₁(C))``
+``eva``         PEFT's EVA: ``A`` = the top-r principal components of the layer's inputs (the
+                eigenvectors of their covariance ``Σ``; for real activations the *centred*
+                covariance), unit-norm columns, ``B = 0`` (ranks across layers: ``finetune``)
+``corda``       PEFT's CorDA (instruction-previewed mode): ``W0Σ̃ = U S Vᵀ`` with ``Σ̃ = Σ + δI``,
+                ``B = U_r(S_r/s)^{1/2}``, ``A = Σ̃⁻¹V_r(S_r/s)^{1/2}``, ``W0 ← W0 − s·BAᵀ``; δ is
+                PEFT's: 1 % of Σ's mean eigenvalue, doubled until ``‖Σ̃Σ̃⁻¹ − I‖_F < 0.05``
 ==============  ==========================================================================
 
 ``c`` is the expected column norm of the random init the direction replaces (``1/√3`` for
-Kaiming). With ``freeze-b`` the direction inits put ``c·U_r`` on ``B`` and start from ``A = 0``.
+Kaiming). The peer inits (``peers``) follow their reference code. With ``freeze-b`` the
+direction inits put ``c·U_r`` on ``B`` and start from ``A = 0``.
 Pairing: a seed's draws are keyed by family name and drawn column by column (``draw``), so an
 init's draw depends only on the root seed, the seed index and its own settings — never on p when
 it does not use p, nor on which other inits run. They are nested: ``hrp``'s ``A_p`` has the random
@@ -46,9 +50,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import linalg
+from . import linalg, peers
 from .factors import LoraParams, direction_side
-from .losses import DiagonalC, Objective, shift_target
+from .losses import Objective, shift_target
 from .preheat import preheat_then_svd
 from .problems import Problem
 from .validation import names, one_of
@@ -73,9 +77,6 @@ PREHEATED = ("hrp", "hrp-sigma", "hrp-2s")
 NEEDS_W0 = ("pissa", "olora", "corda")
 #: Inits that move W0 (the adapter then fits M − dW0).
 OFFSET_INITS = ("pissa", "olora", "lora-ga", "corda")
-#: Relative damping of Σ before CorDA inverts it.
-CORDA_DAMPING = 1e-6
-LORA_GA_GAMMA = 16.0
 
 
 def reference_init(inits) -> str:
@@ -275,67 +276,6 @@ def _hrp(two_sided: bool = False, sigma_aware: bool = False):
     return init
 
 
-def _offset(params: LoraParams, s):
-    return params, -s * params.B @ params.A.T
-
-
-def _pissa(problem, st, hy, draws):
-    U, S, Vt = linalg.svd(problem.W0)
-    root = jnp.sqrt(S[: st.r] / hy.s)
-    return _offset(LoraParams(B=U[:, : st.r] * root, A=Vt[: st.r].T * root), hy.s)
-
-
-def _olora(problem, st, hy, draws):
-    Q, R = linalg.qr(problem.W0)
-    return _offset(LoraParams(B=Q[:, : st.r], A=R[: st.r].T), hy.s)
-
-
-def _full_gradient_svd(problem: Problem):
-    """SVD of ``C = −∇_W L(W0)``, the negative full fine-tuning gradient at ``W0``."""
-    C = problem.objective.C
-    if isinstance(C, DiagonalC):  # spectral fast path: C is its own SVD (σ descending)
-        return problem.target
-    U, S, Vt = linalg.svd(C)
-    return U, S, Vt.T
-
-
-def _lora_ga(problem, st, hy, draws):
-    U, _, V = _full_gradient_svd(problem)
-    m = problem.M.shape[0]
-    scale = m**0.25 / jnp.sqrt(LORA_GA_GAMMA)
-    # G = −C has the same singular vectors as C up to a sign of U, which the offset makes moot.
-    return _offset(LoraParams(B=-U[:, st.r : 2 * st.r] * scale, A=V[:, : st.r] * scale), hy.s)
-
-
-def _lora_one(problem, st, hy, draws):
-    U, S, V = _full_gradient_svd(problem)
-    root = jnp.sqrt(hy.lr * S[: st.r] / hy.s)
-    return LoraParams(B=U[:, : st.r] * root, A=V[:, : st.r] * root), None
-
-
-def _eva(problem, st, hy, draws):
-    n = problem.M.shape[1]
-    Sigma = problem.objective.Sigma
-    if Sigma is None:  # Σ = I: every basis is an eigenbasis; LAPACK's is the coordinate one
-        V = jnp.eye(n, st.r, dtype=problem.M.dtype)
-    else:
-        V = linalg.eigh(Sigma)[1][:, ::-1][:, : st.r]
-    m = problem.M.shape[0]  # (freeze-b: EVA has no output side; coordinates stand in)
-    return _directional(jnp.eye(m, st.r, dtype=V.dtype), V, problem, st, hy)
-
-
-def _corda(problem, st, hy, draws):
-    Sigma = problem.objective.Sigma
-    n = problem.M.shape[1]
-    if Sigma is None:
-        Sigma = jnp.eye(n, dtype=problem.M.dtype)
-    Sigma = Sigma + CORDA_DAMPING * jnp.trace(Sigma) / n * jnp.eye(n, dtype=Sigma.dtype)
-    U, S, Vt = linalg.svd(problem.W0 @ Sigma)
-    root = jnp.sqrt(S[: st.r] / hy.s)
-    A = linalg.solve(Sigma, Vt[: st.r].T * root)
-    return _offset(LoraParams(B=U[:, : st.r] * root, A=A), hy.s)
-
-
 INIT_FNS: dict[str, Callable] = {
     "kaiming": _random("kaiming"),
     "gaussian": _random("gaussian"),
@@ -344,12 +284,12 @@ INIT_FNS: dict[str, Callable] = {
     "hrp": _hrp(),
     "hrp-sigma": _hrp(sigma_aware=True),
     "hrp-2s": _hrp(two_sided=True),
-    "pissa": _pissa,
-    "olora": _olora,
-    "lora-ga": _lora_ga,
-    "lora-one": _lora_one,
-    "eva": _eva,
-    "corda": _corda,
+    "pissa": peers.pissa,
+    "olora": peers.olora,
+    "lora-ga": peers.lora_ga,
+    "lora-one": peers.lora_one,
+    "eva": peers.eva,
+    "corda": peers.corda,
 }
 
 

@@ -169,3 +169,114 @@ def curve_band(curves, level: float = 0.95) -> dict:
 def intervals_overlap(a: dict, b: dict) -> bool:
     """Whether two summaries' 95 % confidence intervals overlap."""
     return not (a["ci95"][1] < b["ci95"][0] or b["ci95"][1] < a["ci95"][0])
+
+
+# --- the end-to-end study's statistics: paired bootstrap, Holm, permutation correlations ---------
+
+#: Fewer paired seeds than this and a table prints "n too small" instead of an interval, a
+#: p-value or a correlation (an interval from 2–4 seeds is mostly the t quantile).
+MIN_SEEDS = 5
+BOOTSTRAP_DRAWS = 10_000
+
+
+def bootstrap_paired(a, b=None, *, draws: int = BOOTSTRAP_DRAWS, seed: int = 0, level=0.95) -> dict:
+    """The mean over seeds and examples of ``a − b`` (``a`` alone if ``b`` is None), with a
+    percentile bootstrap interval that resamples **seeds and examples**, independently, and a
+    two-sided bootstrap p-value for "the mean is 0".
+
+    Args:
+      a, b: ``(seeds, examples)`` per-example scores (1/0 correct, or losses) of two inits on
+        the same seeds (data order, heads, random factors) and the same test examples. A seed
+        with any non-finite score in either (a diverged run) is left out of both, and counted.
+
+    Returns ``{mean, ci95, se, p, n, n_examples, n_dropped, draws}``: ``se`` is the bootstrap
+    standard deviation, ``p = min(1, 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)))`` with the ``(k+1)/(B+1)``
+    correction. Resampling both levels puts the test set's sampling error in the interval, not
+    only the seeds'.
+    """
+    a = np.asarray(a, np.float64)
+    d = a if b is None else a - np.asarray(b, np.float64)
+    keep = np.all(np.isfinite(d), axis=1)
+    d = d[keep]
+    S, N = d.shape
+    out = {"n": int(S), "n_examples": int(N), "n_dropped": int((~keep).sum()), "draws": draws}
+    if S == 0:
+        nan = float("nan")
+        return out | {"mean": nan, "ci95": [nan, nan], "se": nan, "p": None}
+    rng = np.random.default_rng(seed)
+    stats = np.empty(draws)
+    chunk = max(1, min(draws, 2_000_000 // max(N, 1)))
+    for lo in range(0, draws, chunk):
+        m = min(chunk, draws - lo)
+        ex = rng.integers(0, N, size=(m, N))
+        w_e = np.zeros((m, N), np.float64)
+        np.add.at(w_e, (np.repeat(np.arange(m), N), ex.ravel()), 1.0)
+        per_seed = w_e @ d.T / N  # (m, S): each seed's mean over the resampled examples
+        sd = rng.integers(0, S, size=(m, S))
+        stats[lo : lo + m] = np.take_along_axis(per_seed, sd, axis=1).mean(axis=1)
+    tail = (1 - level) / 2
+    lo_q, hi_q = np.quantile(stats, [tail, 1 - tail])
+    below, above = np.sum(stats <= 0), np.sum(stats >= 0)
+    p = min(1.0, 2 * (min(below, above) + 1) / (draws + 1))
+    return out | {
+        "mean": float(d.mean()),
+        "ci95": [float(lo_q), float(hi_q)],
+        "se": float(stats.std(ddof=1)),
+        "p": float(p),
+    }
+
+
+def holm(pvalues) -> list:
+    """Holm–Bonferroni adjusted p-values (step-down, kept monotone, capped at 1), in the order
+    given; ``None`` entries (no test) stay ``None`` and do not count towards the family."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and np.isfinite(p)]
+    m = len(idx)
+    out: list = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
+        out[i] = running
+    return out
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    return _st.rankdata(x, axis=-1)
+
+
+def spearman_permutation(x, y, *, exact_up_to: int = 9, draws: int = 200_000, seed: int = 0):
+    """Spearman's ρ of the finite pairs of ``x`` and ``y`` with a two-sided permutation p-value:
+    exact over all ``n!`` orderings for ``n ≤ exact_up_to``, else from ``draws`` random
+    permutations (``exact`` says which). Fewer than ``MIN_SEEDS`` pairs: ρ and p are None.
+
+    Returns ``{rho, p, n, exact, draws}``."""
+    import itertools
+    import math
+
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = int(x.size)
+    if n < MIN_SEEDS:
+        return {"rho": None, "p": None, "n": n, "exact": None, "draws": 0}
+    rx, ry = _ranks(x), _ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
+    if denom == 0:
+        return {"rho": None, "p": None, "n": n, "exact": None, "draws": 0}
+    rho = float(rx @ ry / denom)
+    exact = n <= exact_up_to
+    if exact:
+        perms = np.array(list(itertools.permutations(range(n))), np.int64)
+    else:
+        rng = np.random.default_rng(seed)
+        perms = np.argsort(rng.random((draws, n)), axis=1)
+    null = (ry[perms] @ rx) / denom
+    hits = np.sum(np.abs(null) >= abs(rho) - 1e-12)
+    p = hits / len(perms) if exact else (hits + 1) / (len(perms) + 1)
+    return {
+        "rho": rho,
+        "p": float(p),
+        "n": n,
+        "exact": exact,
+        "draws": math.factorial(n) if exact else draws,
+    }

@@ -18,6 +18,11 @@ MAX_SEEDS = 2**31 - 1
 MAX_DIM = 2**24
 #: Step counters are 32-bit integers inside the jitted loops.
 MAX_STEPS = 2**31 - 1
+#: Token cap of a real-model example: BERT's position table (a model's own
+#: ``max_position_embeddings`` is checked when it loads).
+MAX_TOKENS = 512
+#: Examples in one real-model batch (its activations must fit in memory).
+MAX_BATCH = 4096
 
 
 def _is_int(value) -> bool:

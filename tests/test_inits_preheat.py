@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrp_theory import Objective, ProblemSpec, make_problem, thin_svd_of_product
+from hrp_theory import Objective, ProblemSpec, make_problem, peers, thin_svd_of_product
 from hrp_theory.inits import INITS, InitHyper, InitStatic, draw, families_needed, initialize
 from hrp_theory.losses import population_loss, shift_target
 from hrp_theory.preheat import converged_freeze_a, preheat_then_svd
@@ -85,10 +85,29 @@ def test_corda_is_pissa_of_w0_sigma():
     pb, st, hy, draws = _setup(sigma="power:1:random")
     c, dc = initialize("corda", pb, st, hy, draws)
     Sigma = np.asarray(pb.objective.Sigma)
-    U, S, Vt = np.linalg.svd(np.asarray(pb.W0) @ Sigma)
+    # PEFT's damping: Σ̃ = Σ + δI, δ = 1 % of the mean eigenvalue (accurate enough here at once)
+    fixed = Sigma + 0.01 * np.trace(Sigma) / len(Sigma) * np.eye(len(Sigma))
+    np.testing.assert_allclose(np.asarray(peers.corda_damped(jnp.asarray(Sigma))[0]), fixed)
+    U, S, Vt = np.linalg.svd(np.asarray(pb.W0) @ fixed)
     np.testing.assert_allclose(
-        -np.asarray(dc) @ Sigma, (U[:, :2] * S[:2]) @ Vt[:2], rtol=1e-4, atol=1e-8
+        -np.asarray(dc) @ fixed, (U[:, :2] * S[:2]) @ Vt[:2], rtol=1e-4, atol=1e-8
     )
+
+
+def test_corda_damping_doubles_until_the_inverse_is_accurate():
+    """PEFT's rule: δ doubles from 1 % of the mean eigenvalue until ‖Σ̃Σ̃⁻¹ − I‖_F < 0.05; a
+    numerically singular Σ needs more than the first δ, a well-conditioned one does not."""
+    well = jnp.asarray(np.diag([2.0, 1.0, 0.5]))
+    np.testing.assert_allclose(
+        np.asarray(peers.corda_damped(well)[0]),
+        np.diag([2.0, 1.0, 0.5]) + 0.01 * (3.5 / 3) * np.eye(3),
+    )
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 2)).astype(np.float32)
+    bad = jnp.asarray(X @ X.T * 1e6)  # rank 2 of 40, float32
+    fixed, inv = peers.corda_damped(bad)
+    err = float(jnp.linalg.norm(fixed @ inv - jnp.eye(40)))
+    assert err < 0.05
 
 
 def test_eva_follows_the_input_covariance():
@@ -97,16 +116,22 @@ def test_eva_follows_the_input_covariance():
     lam, Q = np.linalg.eigh(np.asarray(pb.objective.Sigma))
     top = Q[:, ::-1][:, :2]
     np.testing.assert_allclose(
-        np.linalg.svd(top.T @ A * np.sqrt(3), compute_uv=False), 1, atol=1e-10
-    )  # col(A) = top-2 eigenvectors, columns of norm c
+        np.linalg.svd(top.T @ A, compute_uv=False), 1, atol=1e-10
+    )  # col(A) = top-2 eigenvectors, unit-norm columns (PEFT's EVA components)
 
 
-def test_lora_one_is_best_rank_r_gradient_step():
+def test_lora_one_is_the_reference_codes_normalised_gradient_step():
+    """LoRA-One's code (stable scale, γ = 128): ``BAᵀ = [C]_r/(γ·σ₁(C))``, factors split evenly,
+    ``W0`` kept."""
     pb, st, hy, draws = _setup()
     p, dW0 = initialize("lora-one", pb, st, hy, draws)
     assert dW0 is None
     U, S, Vt = np.linalg.svd(np.asarray(pb.objective.C))
-    np.testing.assert_allclose(p.B @ p.A.T, 0.1 * (U[:, :2] * S[:2]) @ Vt[:2], atol=1e-12)
+    want = (U[:, :2] * S[:2]) @ Vt[:2] / (128.0 * S[0])
+    np.testing.assert_allclose(p.B @ p.A.T, want, atol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.norm(p.B, axis=0), np.sqrt(S[:2] / S[0] / 128.0), rtol=1e-10
+    )
 
 
 def test_aligned_sigma_is_sigma_optimal_for_frozen_a():

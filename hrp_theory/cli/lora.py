@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from ._shared import Flag, default_of, guarded, output_parent, quiet_parent, seed_parent
@@ -10,7 +11,20 @@ from .real import need_real_extra
 
 FLAGS = [
     Flag("--task", "task", str, "polarity | bbc (default %(default)s)"),
-    Flag("--inits", "inits", str, "comma list (default %(default)s)"),
+    Flag(
+        "--inits",
+        "inits",
+        str,
+        "comma list (default %(default)s; aligned-ft and aligned-ft-sigma, the oracles from the "
+        "full fine-tune's ΔW, need `hrp-sim finetune --task TASK` first)",
+    ),
+    Flag(
+        "--form",
+        "forms",
+        str,
+        "classic | freeze-a | classic,freeze-a: which LoRA factors train (freeze-a: A fixed at "
+        "its init, the HRP theory's setting; default %(default)s)",
+    ),
     Flag("--r", "r", int, "LoRA rank (default %(default)s)"),
     Flag("--alpha", "alpha", float, "LoRA α; scale α/r (default %(default)s)"),
     Flag("--scaling", "scaling", str, "alpha/r | alpha/sqrt-r (default %(default)s)"),
@@ -30,9 +44,42 @@ FLAGS = [
     Flag("--max-tokens", "max_tokens", int, "token cap per example (default %(default)s)"),
     Flag("--targets", "targets", str, "regex over kernel paths (default %(default)r: all 36)"),
     Flag("--seeds", "seeds", int, "seeds per init, vmapped (default %(default)s)"),
-    Flag("--eval-every", "eval_every", int, "validation every k steps (default %(default)s)"),
     Flag(
-        "--hessian-iters", "hessian_iters", int, "power iterations for λ_max (default %(default)s)"
+        "--curve-steps",
+        "curve_steps",
+        str,
+        "comma list of main-run steps where test accuracy is measured along the run "
+        "(default: 20, 50, 80, 100 %% of --steps)",
+    ),
+    Flag(
+        "--curve-examples",
+        "curve_examples",
+        int,
+        "test examples of every curve point, the same at each (0: all; default %(default)s)",
+    ),
+    Flag(
+        "--grad-batches",
+        "grad_batches",
+        int,
+        "LoRA-GA/LoRA-One gradient batches (default %(default)s)",
+    ),
+    Flag(
+        "--sigma-examples", "sigma_examples", int, "examples EVA/CorDA read (default %(default)s)"
+    ),
+    Flag(
+        "--eva-rho", "eva_rho", float, "EVA's rank redistribution ρ, PEFT's (default %(default)s)"
+    ),
+    Flag(
+        "--lanczos-steps",
+        "lanczos_steps",
+        int,
+        "Lanczos steps for the Hessian's extremes at init (0: skip; default %(default)s)",
+    ),
+    Flag(
+        "--curvature-seeds",
+        "curvature_seeds",
+        int,
+        "seeds the curvature is measured on (default %(default)s)",
     ),
     Flag(
         "--target-loss",
@@ -60,9 +107,14 @@ def config(a: argparse.Namespace):
     from ..finetune.config import LoraConfig
     from ..validation import names
 
-    kw = {f.dest: getattr(a, f.dest) for f in FLAGS}
+    kw = {f.target: getattr(a, f.dest) for f in FLAGS}
     kw["inits"] = names(kw["inits"], "inits")
+    kw["forms"] = names(kw["forms"], "form")
     kw["lr_grid"] = _floats(kw["lr_grid"], "lr_grid")
+    curve = _floats(kw["curve_steps"], "curve_steps")
+    if curve is not None and any(v != int(v) for v in curve):
+        raise ValueError(f"curve_steps: {kw['curve_steps']!r} must be whole steps such as 10,25,50")
+    kw["curve_steps"] = None if curve is None else tuple(int(v) for v in curve)
     return LoraConfig(seed=a.seed, **kw)
 
 
@@ -80,7 +132,8 @@ def run_lora(a: argparse.Namespace) -> int:
         from ._shared import report_written
 
         t0 = time.perf_counter()
-        done = study.run_study(cfg, a.out, progress=not a.quiet)
+        log = (lambda text: print(text, file=sys.stderr)) if not a.quiet else None
+        done = study.run_study(cfg, a.out, progress=not a.quiet, log=log)
         summ = summary.summarize_study(done, cfg)
         with interrupts.deferred() as d:
             paths = report.save(summ, done, cfg, a.out, a.json, figures=not a.no_figures)
@@ -107,7 +160,11 @@ def add_parsers(sub) -> None:
     )
     for f in FLAGS:
         default = default_of(d, f.target)
-        f.add(p, ",".join(default) if f.dest == "inits" else default)
+        if f.dest in ("inits", "form"):
+            default = ",".join(default)
+        elif f.dest == "curve_steps":
+            default = None
+        f.add(p, default)
     p.add_argument(
         "--export-peft",
         default=None,

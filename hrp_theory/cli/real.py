@@ -139,6 +139,7 @@ def run_finetune(a: argparse.Namespace) -> int:
     from ..layers.config import FinetuneConfig
 
     cfg = FinetuneConfig(
+        task=a.task,
         steps=a.steps,
         batch_size=a.batch_size,
         max_length=a.max_length,
@@ -150,15 +151,15 @@ def run_finetune(a: argparse.Namespace) -> int:
     from ..layers import full_finetune as finetune
     from ..models import checkpoints
 
-    a.out = str(a.out if a.out is not None else finetune.default_dir())
+    a.out = str(a.out if a.out is not None else finetune.default_dir(cfg.task))
 
     def work() -> int:
         ckpt = a.checkpoint if a.checkpoint is not None else checkpoints.minilm_path()
         s = finetune.finetune(ckpt, a.out, cfg, data=a.data, progress=not a.quiet)
         print(
-            f"held-out accuracy {s['held_out_accuracy']:.4f} on {s['held_out_sentences']} "
-            f"sentences; loss {s['loss_first']:.3f} -> {s['loss_last10']:.3f}; "
-            f"{s['train_seconds']:.0f} s"
+            f"{s['task']}: test accuracy {s['test_accuracy']:.4f} on its {s['test_examples']} "
+            f"test examples (trained on {s['train_examples']}); loss {s['loss_first']:.3f} -> "
+            f"{s['loss_last10']:.3f}; {s['train_seconds']:.0f} s"
         )
         print(f"wrote {a.out}/flax_model.msgpack and finetune.json")
         return 0
@@ -211,14 +212,16 @@ def add_parsers(sub) -> None:
     ft = FinetuneConfig()
     p = sub.add_parser(
         "finetune",
-        help="fully fine-tune MiniLM on polarity (AdamW) -> ΔW",
+        help="fully fine-tune MiniLM on a task's training split (AdamW) -> ΔW",
         parents=[seed_parent(), quiet_parent()],
     )
     p.add_argument("--checkpoint", default=None, help="base model (default: the installed MiniLM)")
+    Flag("--task", "task", str, "polarity | bbc (default %(default)s)").add(p, ft.task)
     p.add_argument(
         "--out",
         default=None,
-        help="output folder (default ~/.cache/hrp-theory/minilm-polarity-ft, where `real` looks)",
+        help="output folder (default ~/.cache/hrp-theory/minilm-TASK-ft, where `real` (polarity) "
+        "and `lora` (its task) look)",
     )
     for name, typ in (
         ("steps", int),
@@ -230,7 +233,7 @@ def add_parsers(sub) -> None:
         Flag("--" + name.replace("_", "-"), name, typ, "(default %(default)s)").add(
             p, getattr(ft, name)
         )
-    p.add_argument("--data", default=None, help="polarity CSV or its folder")
+    p.add_argument("--data", default=None, help="the task's data file or folder")
     p.set_defaults(func=run_finetune)
 
     p = sub.add_parser("fetch-data", help="get the polarity set from Debian (apt-get download)")

@@ -29,11 +29,11 @@ def select(tree: dict, pattern: str) -> list[tuple[str, jax.Array]]:
 
 def collection(adapters: dict, offsets: dict, s) -> dict:
     """The ``"lora"`` variable collection ``bert.Dense`` reads: per kernel path ``A``, ``B``,
-    ``s`` and, for an offset init, the frozen ``A0``, ``B0``."""
+    ``s`` (one scale, or ``{path: scale}``) and, for an offset init, the frozen ``A0``, ``B0``."""
     flat = {}
     for path, ab in adapters.items():
         flat[f"{path}/A"], flat[f"{path}/B"] = ab.A, ab.B
-        flat[f"{path}/s"] = jnp.asarray(s, ab.A.dtype)
+        flat[f"{path}/s"] = jnp.asarray(s[path] if isinstance(s, dict) else s, ab.A.dtype)
         if path in offsets:
             flat[f"{path}/A0"], flat[f"{path}/B0"] = offsets[path].A, offsets[path].B
     return checkpoints.unflatten(flat)

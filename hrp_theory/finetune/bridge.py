@@ -51,19 +51,27 @@ def _top_r(B, A, r, half):
 _top_r_jit = jax.jit(_top_r, static_argnums=2)
 
 
-def captured_lora(init: dict, final: dict, offsets: dict, r: int, halves: dict) -> np.ndarray:
+def captured_lora(
+    paths: list, init: dict, final: dict, offsets: dict, r: int, halves: dict
+) -> np.ndarray:
     """``(S, kernels, 2)`` raw and whitened captured energy, by each seed's init subspace
-    ``col(A₀)``, of the seed's own final update ``s·(B Aᵀ − B₀A₀ᵀ)``."""
+    ``col(A₀)``, of the seed's own final update ``s·(B Aᵀ − B₀A₀ᵀ)``; 0 on a kernel without an
+    adapter (EVA's rank 0)."""
     out = []
-    for path, a0 in init.items():
-        fin = final[path]
+    S = next(iter(init.values())).A.shape[0]
+    for path in paths:
+        if path not in init:
+            out.append(jnp.zeros((S, 2)))
+            continue
+        a0, fin = init[path], final[path]
         B = fin.B if path not in offsets else jnp.concatenate([fin.B, -offsets[path].B], -1)
         A = fin.A if path not in offsets else jnp.concatenate([fin.A, offsets[path].A], -1)
         per = []
         for half in (None, halves[path]):
             h = half if half is not None else jnp.eye(A.shape[-2], dtype=A.dtype)
-            S, V = jax.vmap(lambda b, a: _top_r_jit(b, a, r, h))(B, A)
-            per.append(jax.vmap(lambda s, v, a: _captured(s, v, h @ a))(S, V, a0.A))
+            k = min(r, A.shape[-1])
+            Sv, V = jax.vmap(lambda b, a: _top_r_jit(b, a, k, h))(B, A)
+            per.append(jax.vmap(lambda s, v, a: _captured(s, v, h @ a))(Sv, V, a0.A))
         out.append(jnp.stack(per, -1))
     return np.asarray(jnp.stack(out, 1), np.float64)
 
@@ -82,11 +90,16 @@ def target_directions(deltas: dict, r: int, halves: dict) -> dict:
     return out
 
 
-def captured_target(init: dict, targets: dict, halves: dict) -> np.ndarray:
+def captured_target(paths: list, init: dict, targets: dict, halves: dict) -> np.ndarray:
     """``(S, kernels, 2)`` raw and whitened captured energy of the full fine-tune's ``ΔW`` by
-    each seed's init subspace ``col(A₀)``."""
+    each seed's init subspace ``col(A₀)``; 0 on a kernel without an adapter."""
     out = []
-    for path, a0 in init.items():
+    S = next(iter(init.values())).A.shape[0]
+    for path in paths:
+        if path not in init:
+            out.append(jnp.zeros((S, 2)))
+            continue
+        a0 = init[path]
         per = []
         for (S_r, V_r), half in zip(targets[path], (None, halves[path])):
             X = a0.A if half is None else jnp.einsum("ij,sjr->sir", half, a0.A)
@@ -95,40 +108,41 @@ def captured_target(init: dict, targets: dict, halves: dict) -> np.ndarray:
     return np.asarray(jnp.stack(out, 1), np.float64)
 
 
-def _full_finetune_folder(cfg: LoraConfig) -> Path | None:
-    """``hrp-sim finetune``'s folder for this study (polarity on the default base), if it ran."""
-    folder = full_finetune.default_dir()
-    default_base = cfg.checkpoint is None
-    if cfg.task != "polarity" or not default_base or not (folder / checkpoints.MSGPACK).exists():
+def full_finetune_folder(cfg: LoraConfig) -> Path | None:
+    """``hrp-sim finetune --task TASK``'s folder for this study (the default base), if it ran."""
+    folder = full_finetune.default_dir(cfg.task)
+    if cfg.checkpoint is not None or not (folder / checkpoints.MSGPACK).exists():
         return None
     return folder
 
 
 def full_finetune_reference(cfg: LoraConfig) -> dict | None:
-    """The full fine-tune's own figures (``finetune.json``), the study's reference row. It ran on
-    its own split (``held_out`` of the 4000 sentences, which overlaps this study's test split)
-    and budget, so it is reported beside the table, not evaluated on the study's test split."""
-    folder = _full_finetune_folder(cfg)
+    """The full fine-tune's figures (``finetune.json``), the study's reference row: every weight
+    trained on the task's training split, evaluated on the same test split as the study (one
+    seed; its per-example correctness is kept for a bootstrap interval over test examples)."""
+    folder = full_finetune_folder(cfg)
     got = full_finetune.read_summary(folder) if folder is not None else {}
-    if "held_out_accuracy" not in got:
+    if "test_accuracy" not in got:
         return None
     c = got["config"]
     return {
-        "held_out_accuracy": got["held_out_accuracy"],
-        "held_out_examples": got["held_out_sentences"],
+        "test_accuracy": got["test_accuracy"],
+        "test_examples": got["test_examples"],
+        "test_correct": got.get("test_correct"),
+        "train_examples": got["train_examples"],
         "steps": c["steps"],
         "batch_size": c["batch_size"],
         "max_tokens": c["max_length"],
         "lr": c["lr"],
         "seeds": 1,
-        "command": "hrp-sim finetune",
+        "command": f"hrp-sim finetune --task {cfg.task}",
     }
 
 
 def full_finetune_deltas(setup: Setup, cfg: LoraConfig) -> dict | None:
-    """``{path: ΔW}`` of ``hrp-sim finetune``'s checkpoint of the installed MiniLM (polarity and
-    the default base only; None if absent)."""
-    folder = _full_finetune_folder(cfg)
+    """``{path: ΔW}`` of ``hrp-sim finetune --task TASK``'s checkpoint of the installed MiniLM
+    (None if absent)."""
+    folder = full_finetune_folder(cfg)
     if folder is None:
         return None
     tuned = checkpoints.load(folder / checkpoints.MSGPACK)

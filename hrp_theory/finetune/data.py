@@ -40,6 +40,7 @@ def prepare(cfg: LoraConfig, progress: bool = True) -> Setup:
     ckpt = cfg.checkpoint if cfg.checkpoint is not None else checkpoints.minilm_path()
     tree = checkpoints.load(ckpt)
     model = bert.Bert(bert.BertConfig.from_dict(checkpoints.read_config(ckpt)))
+    bert.check_length(model.cfg, cfg.max_tokens, "max_tokens")
     base = jax.tree.map(jnp.asarray, bert.encoder_params(tree))
     try:
         kernels = adapters.select(base, cfg.targets)
@@ -51,12 +52,31 @@ def prepare(cfg: LoraConfig, progress: bool = True) -> Setup:
         need["preheat_rank"] = cfg.preheat_rank
     if "lora-ga" in cfg.inits:
         need["2r (lora-ga)"] = 2 * cfg.r
+    if "eva" in cfg.inits:
+        need["round(eva_rho·r) (eva)"] = round(cfg.eva_rho * cfg.r)
     for what, k in need.items():
         if k > smallest:
             raise ValueError(
                 f"{what}: {k} is larger than the smallest selected kernel's min(out, in) = "
                 f"{smallest}; lower it or narrow --targets"
             )
+    if cfg.batch_size > len(task.train):
+        raise ValueError(
+            f"batch_size: {cfg.batch_size} is more than the {len(task.train)} training examples "
+            f"of {cfg.task}; lower --batch-size"
+        )
+    if cfg.curve_examples > len(task.test):
+        raise ValueError(
+            f"curve_examples: {cfg.curve_examples} is more than the {len(task.test)} test "
+            f"examples of {cfg.task}; lower it (0 means all of them)"
+        )
+    if any(i in cfg.inits for i in ("aligned-ft", "aligned-ft-sigma")) and (
+        cfg.checkpoint is not None
+    ):
+        raise ValueError(
+            "inits: aligned-ft and aligned-ft-sigma need the full fine-tune of the installed "
+            "MiniLM; drop them or --checkpoint"
+        )
     tok = bert.tokenizer(
         checkpoints.model_folder(ckpt),
         max_length=cfg.max_tokens,
@@ -73,6 +93,16 @@ def prepare(cfg: LoraConfig, progress: bool = True) -> Setup:
         labels=jnp.asarray(task.labels),
         hidden=model.cfg.hidden_size,
     )
+
+
+def curve_split(cfg: LoraConfig, task: tasks.Task) -> np.ndarray:
+    """The test examples every curve checkpoint is measured on: ``curve_examples`` of the fixed
+    test split drawn by a fixed permutation (whatever the study's seed; all of it for 0). Not its
+    first ones: the split is sorted, and a data file sorted by label would give one class."""
+    if cfg.curve_examples == 0:
+        return task.test
+    pick = np.random.default_rng(tasks.SPLIT_SEED + 1).permutation(len(task.test))
+    return np.sort(task.test[pick[: cfg.curve_examples]])
 
 
 def seed_keys(cfg: LoraConfig) -> jax.Array:

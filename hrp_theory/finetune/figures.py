@@ -1,149 +1,189 @@
-"""Figures of the end-to-end LoRA study: ``curves``, ``accuracy``, ``bridge`` and, with a
-learning-rate grid, ``lr`` (pyplot-free)."""
+"""Figures of the end-to-end LoRA study (pyplot-free): per form ``curves_FORM`` (test accuracy
+along the run and the paired difference against the reference, one panel per init), and
+``accuracy``, ``bridge`` and, with a learning-rate grid, ``lr``, each with one panel per form.
+Accuracies are in percent, every band is the bootstrap's 95 % interval (seeds and test examples),
+clipped to [0, 100] where it is an accuracy."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..plotting import COLORS, _subplots
 from ..stats import curve_band
-from .config import LoraConfig, lr_label
+from .config import FORM_TITLE, LoraConfig, lr_label
 from .runs import run_name
-from .summary import SMOOTH, bridge_points
+from .summary import SMOOTH
 
 
 def _color(name: str):
     return COLORS.get(name, "black")
 
 
-def curves(study: dict, cfg: LoraConfig):
-    """Training loss (running mean over ``SMOOTH`` steps) and validation accuracy, mean and 95 %
-    CI band over seeds, per init at the common learning rate."""
-    fig, (a, b) = _subplots(1, 2, figsize=(11, 4))
-    for name in cfg.inits:
-        run = study["runs"][run_name(name, cfg.lr)]
-        loss = np.asarray(run["train_loss"])
+def _pct(v):
+    return np.array([np.nan if x is None else 100 * x for x in v], float)
+
+
+def curves(summary: dict, study: dict, cfg: LoraConfig, form: str):
+    """Test accuracy along the run (every checkpoint on the same test examples), the training
+    loss, and one panel per init with its paired difference against the reference."""
+    fs = summary["forms"][form]
+    ref = summary["reference_init"]
+    others = [n for n in fs["inits"] if n != ref]
+    cols = 4
+    rows = 1 + math.ceil(len(others) / cols)
+    fig, axes = _subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
+    acc_ax, loss_ax = axes[0][0], axes[0][1]
+    for ax in axes[0][2:]:
+        ax.axis("off")
+    for name, rec in fs["inits"].items():
+        c = rec["common_lr"]["curve"]
+        x = c["steps"]
+        m, lo, hi = (np.clip(_pct(c["acc"][k]), 0, 100) for k in ("mean", "lo", "hi"))
+        acc_ax.plot(x, m, "o-", ms=3, color=_color(name), label=name)
+        acc_ax.fill_between(x, lo, hi, color=_color(name), alpha=0.12)
+        loss = np.asarray(study["runs"][run_name(name, form, cfg.lr)]["train_loss"])
         k = min(SMOOTH, loss.shape[1])
-        sm = np.stack([np.convolve(x, np.ones(k) / k, mode="valid") for x in loss])
-        x = np.arange(k, loss.shape[1] + 1)
-        band = curve_band(sm)
-        a.plot(x, band["mean"], color=_color(name), label=name)
-        a.fill_between(x, band["lo"], band["hi"], color=_color(name), alpha=0.15)
-        vb = curve_band(run["val_acc"])
-        b.plot(run["val_steps"], vb["mean"], "o-", color=_color(name), label=name, ms=3)
-        b.fill_between(run["val_steps"], vb["lo"], vb["hi"], color=_color(name), alpha=0.15)
-    a.axhline(cfg.target_loss, color="k", ls=":", lw=0.8, label="target loss")
-    a.set(xlabel="step", ylabel=f"training loss (running mean of {SMOOTH})", title="training")
-    b.set(xlabel="step", ylabel="validation accuracy", title="validation (95 % CI over seeds)")
-    a.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"LoRA r={cfg.r} on {cfg.task}, {cfg.seeds} seeds, lr {cfg.lr:g}")
+        if k:
+            sm = np.stack([np.convolve(r, np.ones(k) / k, mode="valid") for r in loss])
+            loss_ax.plot(
+                np.arange(k, loss.shape[1] + 1), curve_band(sm)["mean"], color=_color(name)
+            )
+    n_curve = summary["meta"]["curve_examples"]
+    acc_ax.set(xlabel="main-run step", ylabel="test accuracy (%)", ylim=(0, 100))
+    acc_ax.set_title(f"all inits ({n_curve} test examples at every step)", fontsize=8)
+    acc_ax.legend(fontsize=6, ncol=2)
+    loss_ax.set(xlabel="step", ylabel=f"training loss (running mean of {SMOOTH})")
+    loss_ax.set_title("training loss, mean over seeds", fontsize=8)
+    for ax, name in zip(axes[1:].ravel(), others):
+        d = fs["inits"][name]["common_lr"]["curve"].get("diff")
+        x = fs["inits"][name]["common_lr"]["curve"]["steps"]
+        ax.axhline(0, color="k", lw=0.7)
+        if d is not None:
+            ax.plot(x, _pct(d["mean"]), "o-", ms=3, color=_color(name))
+            ax.fill_between(x, _pct(d["lo"]), _pct(d["hi"]), color=_color(name), alpha=0.25)
+        ax.set_title(f"{name} − {ref}", fontsize=9)
+        ax.set(xlabel="main-run step", ylabel="Δ test accuracy (points)")
+    for ax in axes[1:].ravel()[len(others) :]:
+        ax.axis("off")
+    fig.suptitle(
+        f"{cfg.task}, {FORM_TITLE[form]}: r={cfg.r}, {cfg.seeds} seeds, lr {cfg.lr:g}; "
+        "bands: 95 % bootstrap over seeds and test examples",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
+
+
+def _errorbar(ax, x, s, **kw):
+    if s is None or s.get("ci95") is None:
+        if s is not None and s.get("mean") is not None and np.isfinite(s["mean"]):
+            ax.plot([x], [100 * s["mean"]], kw.get("fmt", "o"), color=kw.get("color"))
+        return
+    m, (lo, hi) = 100 * s["mean"], (100 * v for v in s["ci95"])
+    ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], capsize=3, **kw)
 
 
 def accuracy(summary: dict, cfg: LoraConfig):
-    """Test accuracy per init (mean and 95 % CI) at the common lr and at each init's best lr."""
-    fig, ax = _subplots(1, 1, figsize=(max(6, 0.9 * len(cfg.inits) + 2), 4))
-    names = list(summary["inits"])
-    x = np.arange(len(names))
-    grid = cfg.lr_grid is not None
-    for dx, key, label in ((-0.15, "common_lr", f"lr {cfg.lr:g}"), (0.15, "at_best_lr", "best lr")):
-        if key == "at_best_lr" and not grid:
-            continue
-        m = np.array([summary["inits"][n][key]["test_acc"]["mean"] for n in names])
-        ci = np.array([summary["inits"][n][key]["test_acc"]["ci95"] for n in names], float)
-        err = np.abs(ci.T - m)
-        ax.errorbar(
-            x + (dx if grid else 0),
-            m,
-            yerr=err,
-            fmt="o" if key == "common_lr" else "s",
-            capsize=3,
-            label=label,
-            color="k" if key == "common_lr" else "tab:red",
-        )
-    if "hrp" in names:
-        e = summary["inits"]["hrp"]["common_lr"]["test_acc_equal_total"]
-        i = names.index("hrp")
-        ax.errorbar(
-            i + 0.3,
-            e["mean"],
-            yerr=[[e["mean"] - e["ci95"][0]], [e["ci95"][1] - e["mean"]]],
-            fmt="^",
-            color="tab:orange",
-            capsize=3,
-            label="hrp, same total steps",
-        )
-    ax.set_xticks(x, names, rotation=30)
-    ax.set(
-        ylabel="test accuracy", title=f"{cfg.task}: test accuracy, 95 % CI over {cfg.seeds} seeds"
+    """Test accuracy per init at the same main steps and at the same total budget, one panel per
+    form, with the full fine-tune's reference line when it ran."""
+    forms = list(summary["forms"])
+    names = list(summary["forms"][forms[0]]["inits"])
+    fig, axes = _subplots(
+        1, len(forms), figsize=(max(6, 0.8 * len(names) + 2) * len(forms), 4.2), squeeze=False
     )
-    ax.legend(fontsize=8)
+    ft = summary["meta"].get("full_finetune")
+    for ax, form in zip(axes[0], forms):
+        inits = summary["forms"][form]["inits"]
+        for i, name in enumerate(names):
+            c = inits[name]["common_lr"]
+            _errorbar(ax, i - 0.12, c["test_acc"], fmt="o", color="k")
+            _errorbar(ax, i + 0.12, c["equal_total"]["test_acc"], fmt="^", color="tab:orange")
+        ax.plot([], [], "ko", label=f"{cfg.steps} main steps")
+        ax.plot([], [], "^", color="tab:orange", label="same total budget")
+        if ft is not None:
+            ax.axhline(100 * ft["test_accuracy"], color="tab:green", ls="--", lw=1)
+            ax.plot([], [], "--", color="tab:green", label="full fine-tune (1 seed)")
+        ax.set_xticks(range(len(names)), names, rotation=35, fontsize=8)
+        ax.set(ylabel="test accuracy (%)", title=f"{FORM_TITLE[form]}")
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"{cfg.task}: test accuracy, 95 % bootstrap intervals over {cfg.seeds} seeds and "
+        f"{summary['meta']['split_sizes']['test']} test examples",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
 
-def bridge(summary: dict, study: dict, cfg: LoraConfig):
-    """Final test loss against the mean whitened captured energy at init, one point per
-    (init, seed): of the full fine-tune's ΔW when it exists, and of the run's own final update."""
-    pts = bridge_points(study, cfg, cfg.lr)
-    panels = [("own", "own final LoRA update", "own_update")]
-    if all("target" in p for p in pts.values()):
-        panels.insert(0, ("target", "full fine-tune's ΔW", "full_finetune"))
-    fig, axes = _subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for ax, (field, what, key) in zip(axes[0], panels):
-        for name, p in pts.items():
-            ax.scatter(p[field], p["test_loss"], color=_color(name), label=name, s=18)
-        rho = summary["bridge"][key]
-        title = f"captured energy at init of the {what}"
-        if rho["rho"] is not None:
-            title += f"\nSpearman ρ = {rho['rho']:+.2f} (p = {rho['p']:.2g})"
-        ax.set(
-            xlabel="whitened captured energy at init (mean over kernels)",
-            ylabel="test loss",
-            title=title,
+def bridge(summary: dict, cfg: LoraConfig):
+    """The bridge, one panel per form: each init's mean final test loss against its mean
+    whitened captured energy at init (of the full fine-tune's ΔW when it ran, else of the run's
+    own update), with Spearman's ρ across inits and its permutation p."""
+    forms = list(summary["forms"])
+    field = "captured_target" if summary["meta"]["bridge_target"] else "captured_lora"
+    what = "the full fine-tune's ΔW" if field == "captured_target" else "the run's own update"
+    fig, axes = _subplots(1, len(forms), figsize=(5.6 * len(forms), 4.4), squeeze=False)
+    for ax, form in zip(axes[0], forms):
+        fs = summary["forms"][form]
+        for name, rec in fs["inits"].items():
+            c = rec["common_lr"]
+            cap, loss = c[field]["whitened"], c["test_loss"]
+            if loss.get("ci95") is None:
+                continue
+            ax.errorbar(
+                cap["mean"],
+                loss["mean"],
+                xerr=[[cap["mean"] - cap["ci95"][0]], [cap["ci95"][1] - cap["mean"]]]
+                if np.isfinite(cap["se"])
+                else None,
+                yerr=[[loss["mean"] - loss["ci95"][0]], [loss["ci95"][1] - loss["mean"]]],
+                fmt="o",
+                color=_color(name),
+                capsize=2,
+                label=name,
+            )
+        r = fs["bridge"][f"{field}_vs_test_loss"]
+        rho = (
+            f"ρ = {r['rho']:+.2f}, permutation p = {r['p']:.2g} ({r['n']} inits)"
+            if r["rho"] is not None
+            else "n too small for ρ"
         )
+        ax.set_title(f"{FORM_TITLE[form]}\n{rho}", fontsize=9)
+        ax.set(xlabel=f"captured energy at init of {what} (whitened)", ylabel="test loss")
     axes[0][0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"{cfg.task}: does the theory's captured energy predict the outcome?", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def learning_rates(summary: dict, cfg: LoraConfig):
-    """Validation accuracy (mean over seeds) against the learning rate, per init, with each
-    init's λ_max at init in the legend and its best rate marked."""
-    fig, ax = _subplots(1, 1, figsize=(6.5, 4.2))
-    for name, rec in summary["inits"].items():
-        lrs = sorted(float(k) for k in rec["val_acc_by_lr"])
-        acc = [rec["val_acc_by_lr"][lr_label(lr)] for lr in lrs]
-        lam = rec["common_lr"].get("lam_max", {}).get("mean")
-        label = name if lam is None else f"{name} (λ_max {lam:.3g})"
-        ax.plot(lrs, acc, "o-", color=_color(name), label=label, ms=3)
-        ax.plot(
-            [rec["best_lr"]],
-            [rec["val_acc_by_lr"][lr_label(rec["best_lr"])]],
-            "*",
-            color=_color(name),
-            ms=11,
-        )
-    ax.set_xscale("log")
-    ax.set_xticks(cfg.lrs, [f"{lr:g}" for lr in cfg.lrs])  # the grid's rates, not log-minor labels
-    ax.minorticks_off()
-    ax.set(
-        xlabel="learning rate",
-        ylabel=f"validation accuracy (mean of {cfg.seeds} seeds)",
-        title=f"{cfg.task}: each init's learning rate (★ best on validation)",
-    )
-    ax.legend(fontsize=7)
+    """Validation accuracy against the learning rate, per init, one panel per form; ★ marks each
+    init's best rate."""
+    forms = list(summary["forms"])
+    fig, axes = _subplots(1, len(forms), figsize=(6.5 * len(forms), 4.2), squeeze=False)
+    for ax, form in zip(axes[0], forms):
+        for name, rec in summary["forms"][form]["inits"].items():
+            lrs = list(cfg.lrs)
+            acc = [100 * rec["val_acc_by_lr"][lr_label(lr)] for lr in lrs]
+            ax.plot(lrs, acc, "o-", color=_color(name), label=name, ms=3)
+            best = 100 * rec["val_acc_by_lr"][lr_label(rec["best_lr"])]
+            ax.plot([rec["best_lr"]], [best], "*", color=_color(name), ms=11)
+        ax.set_xscale("log")
+        ax.set_xticks(cfg.lrs, [f"{lr:g}" for lr in cfg.lrs])
+        ax.minorticks_off()
+        ax.set(xlabel="learning rate", ylabel="validation accuracy (%)", title=FORM_TITLE[form])
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{cfg.task}: each init's learning rate (★ best on validation)", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def figures(summary: dict, study: dict, cfg: LoraConfig) -> dict:
-    out = {
-        "curves": curves(study, cfg),
-        "accuracy": accuracy(summary, cfg),
-        "bridge": bridge(summary, study, cfg),
-    }
-    if cfg.lr_grid is not None and len(cfg.lrs) > 1:
+    out = {f"curves_{form}": curves(summary, study, cfg, form) for form in cfg.forms}
+    out["accuracy"] = accuracy(summary, cfg)
+    out["bridge"] = bridge(summary, cfg)
+    if len(cfg.lrs) > 1:
         out["lr"] = learning_rates(summary, cfg)
     return out

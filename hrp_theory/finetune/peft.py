@@ -38,9 +38,11 @@ def export_peft(
     """Write one seed's adapter as a PEFT LoRA adapter for transformers' ``BertModel``:
     ``adapter_model.safetensors`` (``…<module>.lora_A.weight`` = ``Aᵀ`` (r, in),
     ``…lora_B.weight`` = ``B`` (out, r)) and ``adapter_config.json`` (the modules listed by full
-    name, so the pooler's ``dense`` is not caught). ``peft.PeftModel.from_pretrained`` loads it;
-    the head, if given, goes to ``head.safetensors`` (``kernel`` (hidden, classes), ``bias``).
-    Both files are written atomically. Returns the paths."""
+    name, so the pooler's ``dense`` is not caught). A module whose rank differs from ``r`` (EVA's
+    redistribution) gets PEFT's ``rank_pattern`` and ``alpha_pattern`` entries, its α scaled as
+    PEFT's EVA does (``α·rank/r``). ``peft.PeftModel.from_pretrained`` loads it; the head, if
+    given, goes to ``head.safetensors`` (``kernel`` (hidden, classes), ``bias``). Both files are
+    written atomically. Returns the paths."""
     import json
 
     import numpy as np
@@ -55,11 +57,14 @@ def export_peft(
         key = f"base_model.model.{peft_module(path)}"
         tensors[f"{key}.lora_A.weight"] = np.ascontiguousarray(np.asarray(ab.A, np.float32).T)
         tensors[f"{key}.lora_B.weight"] = np.ascontiguousarray(np.asarray(ab.B, np.float32))
+    ranks = {peft_module(p): int(np.asarray(ab.A).shape[-1]) for p, ab in adapters.items()}
     config = {
         "peft_type": "LORA",
         "base_model_name_or_path": base_model,
         "r": r,
         "lora_alpha": alpha,
+        "rank_pattern": {m: k for m, k in ranks.items() if k != r},
+        "alpha_pattern": {m: alpha * k / r for m, k in ranks.items() if k != r},
         "use_rslora": scaling == "alpha/sqrt-r",
         "target_modules": sorted(peft_module(p) for p in adapters),
         "lora_dropout": 0.0,
@@ -91,10 +96,10 @@ def seed0_adapter(run: dict, name: str) -> tuple[dict, dict]:
     if bool(run["moves_w0"]):
         raise ValueError(
             f"export_peft: {name} moves W0 (W0 ← W0 − s·B₀A₀ᵀ), which a PEFT LoRA adapter cannot "
-            "carry; export an init that keeps W0 (kaiming, gaussian, eva, lora-one, hrp) or drop "
-            "--export-peft"
+            "carry; export an init that keeps W0 (kaiming, gaussian, eva, lora-one, hrp, "
+            "aligned-ft) or drop --export-peft"
         )
-    paths = sorted({k.split("|")[1] for k in run if k.startswith("seed0|") and "|head|" not in k})
+    paths = sorted({k.split("|")[1] for k in run if k.startswith("seed0|") and k.endswith("|A")})
     adapters = {p: LoraParams(B=run[f"seed0|{p}|B"], A=run[f"seed0|{p}|A"]) for p in paths}
     head = {f: run[f"seed0|head|{f}"] for f in ("kernel", "bias")}
     return adapters, head

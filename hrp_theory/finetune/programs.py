@@ -1,9 +1,11 @@
 """The jitted programs of an end-to-end study, seeds vmapped: the train step, the evaluation, the
-Hessian's top eigenvalue and the full-weight gradient; and the host loops that drive them
+Hessian's extreme eigenvalues and the full-weight gradient; and the host loops that drive them
 (``train``, ``evaluate``).
 
 The frozen base is shared by every seed; adapters, heads and optimizer states carry a leading
-seed axis. The inits of a study share their compiled programs (``compiled``).
+seed axis. In the ``freeze-a`` form ``A`` is held at its init (its gradient is never formed and
+the optimizer leaves it) while ``B`` and the head train. The inits of a study share their
+compiled programs (``compiled``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..curvature import lam_max_power
+from ..curvature import hessian_extremes
+from ..factors import LoraParams
 from ..interrupts import stop_if_signalled
 from ..models import checkpoints
 from . import adapters
@@ -23,55 +26,88 @@ from .config import LoraConfig
 from .data import Setup
 
 EVAL_BATCH = 64
+#: The Hessian blocks whose extreme eigenvalues are measured at init: the adapters with the head
+#: held fixed, and the adapters with the head (what a run trains).
+BLOCKS = ("adapters", "adapters+head")
 
 
-def optimizer(cfg: LoraConfig, lr: float):
+def optimizer(cfg: LoraConfig, lr: float, form: str = "classic"):
+    """The main run's optimizer; in the ``freeze-a`` form ``A`` gets no update."""
     if cfg.optimizer == "adamw":
-        return optax.adamw(lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return optax.adam(lr)
-    return optax.sgd(lr)
+        opt = optax.adamw(lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = optax.adam(lr)
+    else:
+        opt = optax.sgd(lr)
+    if form == "classic":
+        return opt
+
+    def labels(trainable):
+        lora = {p: LoraParams(B="train", A="frozen") for p in trainable["lora"]}  # type: ignore[arg-type]
+        return {"lora": lora, "head": jax.tree.map(lambda _: "train", trainable["head"])}
+
+    return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
 
 
-def _loss(model, s, trainable, base, offsets, ids, mask, y):
-    lg = adapters.logits(model, base, trainable, offsets, s, ids, mask)
-    return optax.softmax_cross_entropy_with_integer_labels(lg, y).mean()
+def _frozen_a(trainable: dict) -> dict:
+    lora = {p: ab._replace(A=jax.lax.stop_gradient(ab.A)) for p, ab in trainable["lora"].items()}
+    return {**trainable, "lora": lora}
 
 
 class Programs(NamedTuple):
     step: Any
     evaluate: Any
-    lam_max: Any
+    curvature: Any
     grads: Any
 
 
-def programs(setup: Setup, opt, s, hessian_iters: int) -> Programs:
-    """The seed-vmapped jitted train step, evaluation, Hessian power iteration and full-weight
-    gradient of one scale ``s`` and optimizer."""
+def programs(setup: Setup, opt, form: str, lanczos_steps: int = 0) -> Programs:
+    """The seed-vmapped jitted train step, evaluation, Hessian extremes (``lanczos_steps``) and
+    full-weight gradient of one optimizer and form. Scales are per kernel (``{path: s}``)."""
     model = setup.model
     data = (setup.ids, setup.mask, setup.labels)
 
     def batch(idx):
         return tuple(jnp.take(a, idx, axis=0) for a in data)
 
-    def step(trainable, state, base, offsets, idx):
-        loss, g = jax.value_and_grad(_loss, argnums=2)(
-            model, s, trainable, base, offsets, *batch(idx)
-        )
+    def loss_fn(trainable, scales, base, offsets, ids, mask, y):
+        if form == "freeze-a":
+            trainable = _frozen_a(trainable)
+        lg = adapters.logits(model, base, trainable, offsets, scales, ids, mask)
+        return optax.softmax_cross_entropy_with_integer_labels(lg, y).mean()
+
+    def step(trainable, state, scales, base, offsets, idx):
+        loss, g = jax.value_and_grad(loss_fn)(trainable, scales, base, offsets, *batch(idx))
         updates, state = opt.update(g, state, trainable)
         return optax.apply_updates(trainable, updates), state, loss
 
-    def evaluate(trainable, base, offsets, idx, valid):
+    def evaluate(trainable, scales, base, offsets, idx):
         ids, mask, y = batch(idx)
-        lg = adapters.logits(model, base, trainable, offsets, s, ids, mask)
+        lg = adapters.logits(model, base, trainable, offsets, scales, ids, mask)
         ce = optax.softmax_cross_entropy_with_integer_labels(lg, y)
-        right = (jnp.argmax(lg, -1) == y).astype(ce.dtype)
-        return jnp.sum(ce * valid), jnp.sum(right * valid)
+        return jnp.argmax(lg, -1) == y, ce
 
-    def lam_max(trainable, base, offsets, idx, key):
-        args = batch(idx)
-        loss = lambda t: _loss(model, s, t, base, offsets, *args)
-        return lam_max_power(loss, trainable, key, hessian_iters)
+    def curvature(trainable, scales, base, offsets, idx, key):
+        """Extreme eigenvalues of the Hessian of the loss on the batches ``idx`` (K, batch),
+        over the trained adapter factors (B, and A unless frozen), then with the head."""
+        ids, mask, y = batch(idx.reshape(-1))
+        names = ("B",) if form == "freeze-a" else ("B", "A")
+        params = {n: {p: getattr(ab, n) for p, ab in trainable["lora"].items()} for n in names}
+        params["head"] = trainable["head"]
+        frozen = {p: ab.A for p, ab in trainable["lora"].items()}
+
+        def loss(q):
+            lora = {
+                p: LoraParams(B=q["B"][p], A=q["A"][p] if "A" in q else frozen[p]) for p in frozen
+            }
+            t = {"lora": lora, "head": q["head"]}
+            return loss_fn(t, scales, base, offsets, ids, mask, y)
+
+        k1, k2 = jax.random.split(key)
+        return (
+            hessian_extremes(loss, params, k1, lanczos_steps, block=names),
+            hessian_extremes(loss, params, k2, lanczos_steps),
+        )
 
     def grads(kernels, head, base, idx):
         """``∂L/∂W`` (out, in) of each kernel at the base, zero adapters, averaged over batches."""
@@ -80,69 +116,71 @@ def programs(setup: Setup, opt, s, hessian_iters: int) -> Programs:
             tree = checkpoints.flatten(base)
             tree.update({f"{p}/kernel": K for p, K in ks.items()})
             t = {"lora": {}, "head": head}
-            return _loss(model, s, t, checkpoints.unflatten(tree), {}, *batch(i))
+            return loss_fn(t, {}, checkpoints.unflatten(tree), {}, *batch(i))
 
         g = jax.lax.map(lambda i: jax.grad(loss_of)(kernels, i), idx)
         return {p: jnp.mean(x, 0).T for p, x in g.items()}
 
     return Programs(
-        step=jax.jit(jax.vmap(step, in_axes=(0, 0, None, 0, 0)), donate_argnums=(0, 1)),
-        evaluate=jax.jit(jax.vmap(evaluate, in_axes=(0, None, 0, None, None))),
-        lam_max=jax.jit(jax.vmap(lam_max, in_axes=(0, None, 0, 0, 0))),
+        step=jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, 0, 0)), donate_argnums=(0, 1)),
+        evaluate=jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0, None))),
+        curvature=jax.jit(jax.vmap(curvature, in_axes=(0, None, None, 0, 0, 0))),
         grads=jax.jit(grads),
     )
 
 
-def evaluate(prog: Programs, trainable, base, offsets, split: np.ndarray) -> tuple[Any, Any]:
-    """``(loss, accuracy)`` per seed on ``split`` (batches of ``EVAL_BATCH``; the last padded)."""
+def evaluate(prog: Programs, trainable, scales, base, offsets, split: np.ndarray):
+    """``(correct, ce)``: per seed and example of ``split``, whether the argmax is the label and
+    the cross-entropy, ``(S, len(split))`` (batches of ``EVAL_BATCH``, the last padded)."""
     n = len(split)
     pad = (-n) % EVAL_BATCH
     idx = np.concatenate([split, np.repeat(split[:1], pad)]).reshape(-1, EVAL_BATCH)
-    valid = np.ones(idx.size, np.float32)
-    valid[n:] = 0.0
-    valid = valid.reshape(idx.shape)
-    tot_l, tot_a = 0.0, 0.0
-    for b, v in zip(idx, valid):
-        l, a = prog.evaluate(trainable, base, offsets, jnp.asarray(b), jnp.asarray(v))
-        tot_l, tot_a = tot_l + np.asarray(l), tot_a + np.asarray(a)
-    return tot_l / n, tot_a / n
+    right, ce = [], []
+    for b in idx:
+        stop_if_signalled()
+        r, c = prog.evaluate(trainable, scales, base, offsets, jnp.asarray(b))
+        right.append(np.asarray(r))
+        ce.append(np.asarray(c, np.float64))
+    return np.concatenate(right, 1)[:, :n], np.concatenate(ce, 1)[:, :n]
 
 
 COMPILED: dict = {}  # the current study's compiled programs (cleared by run_study)
 
 
-def compiled(setup: Setup, cfg: LoraConfig, lr: float, s: float, iters: int) -> Programs:
+def compiled(setup: Setup, cfg: LoraConfig, lr: float, form: str) -> Programs:
     """``programs`` cached per study and settings: the inits of a study share their compiled
-    train step, evaluation and power iteration."""
-    key = (id(setup), cfg.optimizer, cfg.weight_decay, lr, s, iters)
+    train step, evaluation and curvature."""
+    key = (id(setup), cfg.optimizer, cfg.weight_decay, lr, form, cfg.lanczos_steps)
     if key not in COMPILED:
-        COMPILED[key] = programs(setup, optimizer(cfg, lr), s, iters)
+        COMPILED[key] = programs(setup, optimizer(cfg, lr, form), form, cfg.lanczos_steps)
     return COMPILED[key]
 
 
 def train(
     prog: Programs,
     opt,
-    adapters: dict,
+    start: dict,
+    scales: dict,
     offsets: dict,
-    hd: dict,
     base: dict,
     order: np.ndarray,
     steps: int,
     on_step=None,
     progress=None,
 ):
-    """Run ``steps`` seed-vmapped steps from ``adapters`` and heads ``hd``; returns the trained
+    """Run ``steps`` seed-vmapped steps from ``start = {"lora", "head"}``; returns the trained
     ``{"lora", "head"}`` and the ``(S, steps)`` training losses. ``on_step(k, trainable)`` is
     called after step k (1-based)."""
     # fresh copies: the train step donates its inputs, and the caller keeps the init
-    trainable = jax.tree.map(jnp.array, {"lora": adapters, "head": hd})
+    trainable = jax.tree.map(jnp.array, start)
+    if steps == 0:
+        return trainable, np.zeros((order.shape[0], 0))
     state = jax.vmap(opt.init)(trainable)
     losses = []
     for k in range(steps):
         stop_if_signalled()
         trainable, state, loss = prog.step(
-            trainable, state, base, offsets, jnp.asarray(order[:, k])
+            trainable, state, scales, base, offsets, jnp.asarray(order[:, k])
         )
         losses.append(loss)
         if on_step is not None:

@@ -1,19 +1,21 @@
 """The end-to-end LoRA study: every init fine-tunes the same model on a real task, seeds paired.
 
-For each init (and each learning rate of the grid) the S seeds run as one jitted program
+For each init, form (classic, freeze-A) and learning rate, the S seeds run as one jitted program
 (``programs``); their data order, heads and random factors are the same for every init
-(``data``), so differences between inits are paired. A run (one init at one learning rate) is
-saved when it finishes and reused by a rerun whose settings match (``runs``).
+(``data``), so differences between inits are paired. A run is saved when it finishes and reused
+by a rerun whose settings match (``runs``).
 
 The study, step by step (``run_study``):
 
 1. ``data.prepare``: the task and its fixed split, the base model, the target kernels;
-2. ``data.seed_keys``, ``data.batch_order``, ``data.heads``: what each seed shares across inits;
-3. ``inits.second_moments`` and ``bridge``'s targets: the inputs of the data-aware inits and of
-   the captured energy;
-4. per run (``run_one``): the init (``inits``; HRP's preheat trained with ``programs.train``),
-   λ_max at init (``programs``), training with validation along the way, test accuracy and loss
-   at the end (HRP also after ``steps − T_p`` main steps: the same total budget), the captured
+2. ``shared_inputs``: each seed's key, head and data order (``data``), the kernels' input
+   statistics and EVA's ranks (``inits.study_inputs``), the full fine-tune's ΔW and its top-r
+   directions (``bridge``) when ``hrp-sim finetune`` ran for the task;
+3. per run (``run_one``): the init (``start``: the core's formulas through ``inits``; HRP's
+   preheat trained with ``programs.train`` in the run's form), the Hessian's extreme eigenvalues
+   at init (``programs``, Lanczos), training with test accuracy at the curve's checkpoints, at
+   the equal-total-budget step (``config.equal_total_steps``) and at the end (per example, for
+   the paired bootstrap), validation accuracy at the end (learning-rate choice), the captured
    energy at init (``bridge``) and seed 0's adapter for ``--export-peft`` (``peft``).
 """
 
@@ -32,162 +34,188 @@ from ..results import write_npz
 from . import bridge, data, inits, programs, runs
 from .config import LoraConfig
 
-VAL_CURVE = 128  # validation examples of the curve's intermediate points (the end uses all)
-
 
 class Shared(NamedTuple):
     """What the runs of a study share beyond ``data.Setup``: per-seed keys, heads and data
-    order, and the inputs of the data-aware inits and of the bridge."""
+    order, the inputs of the data-aware inits and of the bridge."""
 
     keys: jax.Array
     heads: dict
     order: np.ndarray  # (S, steps, batch)
-    moments: dict  # {path: E[xxᵀ]} (float64, host)
+    inputs: inits.Inputs
     halves: dict  # {path: Σ^{1/2}} normalised
     targets: dict | None  # full fine-tune ΔW's top-r directions, or None
 
 
-def start(setup: data.Setup, cfg: LoraConfig, shared: Shared, name: str, lr: float, bar):
-    """Init ``name``'s adapters and frozen offsets for every seed (HRP: its preheat first)."""
+def start(setup: data.Setup, cfg: LoraConfig, shared: Shared, name: str, form: str, lr, bar):
+    """Init ``name``'s ``(adapters, offsets, scales)`` for every seed (HRP: its preheat first,
+    in the run's form)."""
     st, hy = inits.init_static(cfg), inits.init_hyper(cfg, lr)
     if name == "hrp":
-        prog_p = programs.compiled(setup, cfg, lr, cfg.scale(cfg.preheat_rank), 0)
+        prog_p = programs.compiled(setup, cfg, lr, form)
         begin = inits.preheat_start(setup.kernels, shared.keys, st, hy)
+        s_p = {p: cfg.scale(cfg.preheat_rank) for p in begin}
         pre, _ = programs.train(
             prog_p,
-            programs.optimizer(cfg, lr),
-            begin,
+            programs.optimizer(cfg, lr, form),
+            {"lora": begin, "head": shared.heads},
+            s_p,
             {},
-            shared.heads,
             setup.base,
             shared.order,
             cfg.preheat_steps,
             progress=bar,
         )
-        return inits.from_preheat(pre["lora"], cfg.r, hy.std), {}
-    grads = moments = None
+        adapters = inits.from_preheat(pre["lora"], cfg.r, hy.std)
+        return adapters, {}, {p: cfg.scale(cfg.r) for p in adapters}
+    grads = None
     if name in inits.NEEDS_GRADIENT:
-        prog = programs.compiled(setup, cfg, lr, cfg.scale(cfg.r), cfg.hessian_iters)
+        prog = programs.compiled(setup, cfg, lr, form)
         grads = inits.full_gradients(setup, cfg, prog, shared.heads, shared.order)
-    if name in inits.NEEDS_SIGMA:
-        moments = {p: jnp.asarray(m, jnp.float32) for p, m in shared.moments.items()}
-    return inits.initialize(name, setup.kernels, shared.keys, st, hy, grads=grads, moments=moments)
+    return inits.initialize(
+        name, setup.kernels, shared.keys, st, hy, cfg, grads=grads, inputs=shared.inputs
+    )
 
 
-def run_one(
-    setup: data.Setup, cfg: LoraConfig, shared: Shared, name: str, lr: float, progress=True
-):
-    """Train init ``name`` at ``lr`` on every seed; returns the run's arrays (module doc)."""
+def curvature(prog, cfg: LoraConfig, shared: Shared, base, trainable, scales, offsets) -> dict:
+    """The Hessian's extreme eigenvalues at init on the first ``curvature_seeds`` seeds, the
+    loss averaged over their first ``curvature_batches`` batches: ``{block: (C, 4)}`` rows of
+    ``λ_max, residual, λ_min, residual`` (``programs.BLOCKS``)."""
+    C = min(cfg.curvature_seeds, cfg.seeds)
+    first = lambda t: jax.tree.map(lambda x: x[:C], t)
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x48455353))(shared.keys[:C])  # "HESS"
+    idx = jnp.asarray(shared.order[:C, : cfg.curvature_batches])
+    ext = prog.curvature(first(trainable), scales, base, first(offsets), idx, keys)
+    return {
+        f"curvature|{block}": np.stack([np.asarray(x, np.float64) for x in e], axis=1)
+        for block, e in zip(programs.BLOCKS, ext)
+    }
+
+
+def run_one(setup: data.Setup, cfg: LoraConfig, shared: Shared, name, form, lr, progress=True):
+    """Train init ``name`` in ``form`` at ``lr`` on every seed; returns the run's arrays."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    prog = programs.compiled(setup, cfg, lr, cfg.scale(cfg.r), cfg.hessian_iters)
+    prog = programs.compiled(setup, cfg, lr, form)
     base, task = setup.base, setup.task
     bar = tqdm(
         total=cfg.steps + (cfg.preheat_steps if name == "hrp" else 0),
-        desc=f"{name} lr={lr:g}",
+        desc=f"{name} {form} lr={lr:g}",
         unit="step",
         disable=not progress,
     )
     out: dict[str, Any] = {}
-    adapters, offsets = start(setup, cfg, shared, name, lr, bar)
-    if name == "hrp":
-        out["preheat_seconds"] = time.perf_counter() - t0
-    init = adapters
-    if cfg.hessian_iters > 0 and lr == cfg.lr:
-        hkeys = jax.vmap(lambda k: jax.random.fold_in(k, 0x48455353))(shared.keys)  # "HESS"
-        trainable0 = {"lora": adapters, "head": shared.heads}
-        out["lam_max"] = np.asarray(
-            prog.lam_max(trainable0, base, offsets, jnp.asarray(shared.order[:, 0]), hkeys),
-            np.float64,
-        )
-    eval_steps = sorted({*range(cfg.eval_every, cfg.steps, cfg.eval_every), cfg.steps})
-    val, equal_total = [], cfg.steps - cfg.preheat_steps if name == "hrp" else None
+    adapters, offsets, scales = start(setup, cfg, shared, name, form, lr, bar)
+    out["init_seconds"] = time.perf_counter() - t0
+    init = {"lora": adapters, "head": shared.heads}
+    if cfg.lanczos_steps > 0 and lr == cfg.lr:
+        out |= curvature(prog, cfg, shared, base, init, scales, offsets)
+    curve_split = data.curve_split(cfg, task)
+    equal = cfg.equal_total_steps(name)
+    curve = []
 
     def on_step(k, trainable):
-        if k in eval_steps:
-            split = task.val if k == cfg.steps else task.val[:VAL_CURVE]
-            val.append(programs.evaluate(prog, trainable, base, offsets, split))
-        if k == equal_total:
-            out["test_loss_equal_total"], out["test_acc_equal_total"] = programs.evaluate(
-                prog, trainable, base, offsets, task.test
-            )
+        if k in cfg.curve_steps:
+            curve.append(programs.evaluate(prog, trainable, scales, base, offsets, curve_split)[0])
+        if k == equal and k < cfg.steps:
+            right, ce = programs.evaluate(prog, trainable, scales, base, offsets, task.test)
+            out["test_correct_equal_total"], out["test_ce_equal_total"] = right, ce
 
-    first = {"lora": jax.tree.map(jnp.array, adapters), "head": shared.heads}
-    l0, a0 = programs.evaluate(prog, first, base, offsets, task.val[:VAL_CURVE])
-    opt = programs.optimizer(cfg, lr)
+    opt = programs.optimizer(cfg, lr, form)
     final, losses = programs.train(
-        prog, opt, adapters, offsets, shared.heads, base, shared.order, cfg.steps, on_step, bar
+        prog, opt, init, scales, offsets, base, shared.order, cfg.steps, on_step, bar
     )
     bar.close()
-    out["test_loss"], out["test_acc"] = programs.evaluate(prog, final, base, offsets, task.test)
-    if equal_total is None or equal_total < 1:
-        out["test_loss_equal_total"], out["test_acc_equal_total"] = (
-            out["test_loss"],
-            out["test_acc"],
-        )
+    out["test_correct"], out["test_ce"] = programs.evaluate(
+        prog, final, scales, base, offsets, task.test
+    )
+    if equal == cfg.steps:  # no extra budget: equal total is the main run
+        out["test_correct_equal_total"] = out["test_correct"]
+        out["test_ce_equal_total"] = out["test_ce"]
+    out["equal_total_steps"] = np.asarray(equal)
+    out["extra_budget"] = np.asarray(cfg.extra_budget(name))
+    out["val_correct"], out["val_ce"] = programs.evaluate(
+        prog, final, scales, base, offsets, task.val
+    )
+    out["curve_steps"] = np.asarray(cfg.curve_steps)
+    out["curve_correct"] = np.stack(curve, 1)  # (S, checkpoints, curve examples)
     out["train_loss"] = losses
-    out["val_steps"] = np.asarray([0, *eval_steps])
-    out["val_loss"] = np.stack([l0, *[v[0] for v in val]], 1)
-    out["val_acc"] = np.stack([a0, *[v[1] for v in val]], 1)
-    out["val_loss_final"], out["val_acc_final"] = val[-1]
-    out["captured_lora"] = bridge.captured_lora(init, final["lora"], offsets, cfg.r, shared.halves)
+    paths = [p for p, _ in setup.kernels]
+    out["ranks"] = np.asarray([adapters[p].A.shape[-1] if p in adapters else 0 for p in paths])
+    out["captured_lora"] = bridge.captured_lora(
+        paths, adapters, final["lora"], offsets, cfg.r, shared.halves
+    )
+    if shared.targets is not None:
+        out["captured_target"] = bridge.captured_target(
+            paths, adapters, shared.targets, shared.halves
+        )
     for path, ab in final["lora"].items():  # seed 0's trained adapter and head (--export-peft)
         out[f"seed0|{path}|A"], out[f"seed0|{path}|B"] = ab.A[0], ab.B[0]
+        out[f"seed0|{path}|s"] = np.asarray(scales[path])
     for f, v in final["head"].items():
         out[f"seed0|head|{f}"] = v[0]
     out["moves_w0"] = np.asarray(bool(offsets))
-    if shared.targets is not None:
-        out["captured_target"] = bridge.captured_target(init, shared.targets, shared.halves)
     out["seconds"] = time.perf_counter() - t0
     return {k: np.asarray(v) for k, v in out.items()}
 
 
 def shared_inputs(setup: data.Setup, cfg: LoraConfig, progress: bool) -> tuple[Shared, bool]:
-    """Steps 2–3 of the study: each seed's key, head and data order, the kernels' input second
-    moments and, when ``hrp-sim finetune`` ran for the task, ΔW's top-r directions."""
-    keys = data.seed_keys(cfg)
-    steps = max(cfg.steps, cfg.preheat_steps, cfg.grad_batches)
-    moments = inits.second_moments(setup, cfg, progress)
-    halves = bridge.whitenings(moments)
+    """Step 2 of the study: each seed's key, head and data order, the kernels' input statistics
+    and EVA's ranks, and, when ``hrp-sim finetune`` ran for the task, ΔW's top-r directions."""
     deltas = bridge.full_finetune_deltas(setup, cfg)
+    if deltas is None and any(i in inits.ORACLE_OF for i in cfg.inits):
+        raise ValueError(
+            f"inits: aligned-ft and aligned-ft-sigma start from the full fine-tune's ΔW; make "
+            f"it first with `hrp-sim finetune --task {cfg.task}` (about 4 minutes), or drop them"
+        )
+    keys = data.seed_keys(cfg)
+    steps = max(cfg.steps, cfg.preheat_steps, cfg.grad_batches, cfg.curvature_batches)
+    inputs = inits.study_inputs(setup, cfg, deltas, progress)
+    halves = bridge.whitenings({p: st.second for p, st in inputs.stats.items()})
     shared = Shared(
         keys=keys,
         heads=data.heads(keys, setup.hidden, len(setup.task.classes)),
         order=data.batch_order(cfg, setup.task.train, steps),
-        moments=moments,
+        inputs=inputs,
         halves=halves,
         targets=None if deltas is None else bridge.target_directions(deltas, cfg.r, halves),
     )
     return shared, deltas is not None
 
 
-def run_study(cfg: LoraConfig, out, progress: bool = True) -> dict:
-    """Every init at every learning rate; returns ``{"runs": {run name: arrays}, "meta"}``.
-    Finished runs are saved in ``out/runs/`` and reused when their settings match."""
+def run_study(cfg: LoraConfig, out, progress: bool = True, log=None) -> dict:
+    """Every init in every form at every learning rate; returns ``{"runs": {run name: arrays},
+    "meta"}``. Finished runs are saved in ``out/runs/`` and reused when their settings match;
+    ``log(text)`` (default: nothing) hears what is reused and how long compiling took."""
     t0 = time.perf_counter()
+    say = log or (lambda text: None)
     programs.COMPILED.clear()
     setup = data.prepare(cfg, progress)
     shared, has_target = shared_inputs(setup, cfg, progress)
     runs_dir = Path(out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     done, reused = {}, []
-    for lr in cfg.lrs:
-        for name in cfg.inits:
-            key = runs.run_key(cfg, name, lr, has_target)
-            run = runs.run_name(name, lr)
-            stop_if_signalled()
-            got = runs.load_saved(runs_dir / f"{run}.npz", key)
-            if got is None:
-                got = run_one(setup, cfg, shared, name, lr, progress)
-                write_npz(runs_dir / f"{run}.npz", got | {"run_key": np.asarray(key)})
-            else:
-                reused.append(run)
-            done[run] = got
+    for form in cfg.forms:
+        for lr in cfg.lrs:
+            for name in cfg.inits:
+                key = runs.run_key(cfg, name, form, lr, has_target)
+                run = runs.run_name(name, form, lr)
+                stop_if_signalled()
+                got = runs.load_saved(runs_dir / f"{run}.npz", key, cfg.seeds)
+                if got is None:
+                    got = run_one(setup, cfg, shared, name, form, lr, progress)
+                    write_npz(runs_dir / f"{run}.npz", got | {"run_key": np.asarray(key)})
+                else:
+                    reused.append(run)
+                    say(f"reused {run} (saved in {runs_dir}; its settings match)")
+                done[run] = got
     meta = {
         "kernels": [p for p, _ in setup.kernels],
         "classes": list(setup.task.classes),
         "split_sizes": {k: len(getattr(setup.task, k)) for k in ("train", "val", "test")},
+        "curve_examples": len(data.curve_split(cfg, setup.task)),
+        "eva_ranks": shared.inputs.eva_ranks,
         "reused_runs": reused,
         "bridge_target": has_target,
         "full_finetune": bridge.full_finetune_reference(cfg),

@@ -1,7 +1,9 @@
-"""A real fine-tuning change ``ΔW``: full fine-tuning of a BERT sentence encoder on polarity.
+"""A real fine-tuning change ``ΔW``: full fine-tuning of a BERT sentence encoder on a task.
 
-Model: the encoder, mean pooling over real tokens, and a ``hidden×2`` linear head. Every weight is
-trained (no LoRA) with optax AdamW, the learning rate decayed linearly to 0, cross-entropy loss.
+Model: the encoder, mean pooling over real tokens, and a ``hidden×classes`` linear head, trained
+on the task's fixed training split (``models.tasks``) and evaluated on its test split. Every
+weight is trained (no LoRA) with optax AdamW, the learning rate decayed linearly to 0,
+cross-entropy loss.
 The result is a Flax checkpoint with the base's tree plus ``classifier/{kernel, bias}``, so
 ``ΔW = W_ft − W0`` per kernel is ``checkpoints.deltas(base, tuned)``.
 """
@@ -18,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..models import bert, checkpoints, text
+from ..models import bert, checkpoints, tasks, text
 from ..seeds import root_key
 from .config import FinetuneConfig
 
@@ -28,40 +30,45 @@ def _logits(model, params, ids, mask):
     return h @ params["classifier"]["kernel"] + params["classifier"]["bias"]
 
 
-def accuracy(model, params, tok, texts, labels, batch_size: int = 64) -> float:
-    """Share of ``texts`` whose argmax logit matches ``labels``."""
+def predictions(model, params, tok, texts, batch_size: int = 64) -> np.ndarray:
+    """The argmax class of each of ``texts``."""
     f = jax.jit(lambda p, i, m: jnp.argmax(_logits(model, p, i, m), -1))
-    pred = np.concatenate(
+    return np.concatenate(
         [np.asarray(f(params, i, m)) for i, m in bert.batches(tok, texts, batch_size)]
     )
-    return float(np.mean(pred == labels))
 
 
 def finetune(
     checkpoint, out, cfg: FinetuneConfig = FinetuneConfig(), data=None, progress: bool = True
 ) -> dict:
-    """Fine-tune ``checkpoint`` on the polarity set; write ``out/flax_model.msgpack`` (+ config,
-    tokenizer, ``finetune.json``). Returns the summary (held-out accuracy, losses, timings)."""
+    """Fine-tune every weight of ``checkpoint`` on the task's training split; write
+    ``out/flax_model.msgpack`` (+ config, tokenizer, ``finetune.json``). Returns the summary
+    (test accuracy on the task's test split, per-example correctness, losses, timings)."""
     from tqdm.auto import tqdm
 
     from ..results import provenance, write_json
 
-    texts, labels = text.load_polarity(data)
+    task = tasks.load(cfg.task, data)
     tree = checkpoints.load(checkpoint)
     _, path = checkpoints.resolve(checkpoint)
     folder = checkpoints.model_folder(checkpoint)
     model = bert.Bert(bert.BertConfig.from_dict(checkpoints.read_config(checkpoint)))
+    bert.check_length(model.cfg, cfg.max_length, "max_length")
     tok = bert.tokenizer(folder, max_length=cfg.max_length, pad_to_multiple_of=cfg.max_length)
-    tr, te = text.split(len(texts), cfg.held_out, cfg.seed)
-    if cfg.train_limit is not None:
-        tr = tr[: cfg.train_limit]
-    hidden = model.cfg.hidden_size
+    tr = task.train if cfg.train_limit is None else task.train[: cfg.train_limit]
+    if cfg.batch_size > len(tr):
+        raise ValueError(
+            f"batch_size: {cfg.batch_size} is more than the {len(tr)} training examples; "
+            "lower --batch-size"
+        )
+    texts, labels = task.texts, task.labels
+    hidden, classes = model.cfg.hidden_size, len(task.classes)
     key = root_key(cfg.seed)
     params = {
         "bert": jax.tree.map(jnp.asarray, bert.encoder_params(tree)),
         "classifier": {
-            "kernel": 0.02 * jax.random.normal(key, (hidden, 2)),
-            "bias": jnp.zeros((2,)),
+            "kernel": 0.02 * jax.random.normal(key, (hidden, classes)),
+            "bias": jnp.zeros((classes,)),
         },
     }
     sched = optax.linear_schedule(cfg.lr, 0.0, cfg.steps)
@@ -88,7 +95,7 @@ def finetune(
         params, state, loss = step(params, state, ids, mask, labels[idx])
         losses.append(float(loss))
     train_s = time.perf_counter() - t0
-    acc = accuracy(model, params, tok, [texts[i] for i in te], labels[te])
+    correct = predictions(model, params, tok, [texts[i] for i in task.test]) == labels[task.test]
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,9 +109,11 @@ def finetune(
     summary = {
         "config": dataclasses.asdict(cfg),
         "base": str(path),
-        "train_sentences": len(tr),
-        "held_out_sentences": len(te),
-        "held_out_accuracy": acc,
+        "task": cfg.task,
+        "train_examples": len(tr),
+        "test_examples": len(task.test),
+        "test_accuracy": float(correct.mean()),
+        "test_correct": correct.astype(int).tolist(),
         "loss_first": losses[0],
         "loss_last10": float(np.mean(losses[-10:])),
         "losses": losses,
@@ -115,9 +124,10 @@ def finetune(
     return summary
 
 
-def default_dir() -> Path:
-    """Where ``hrp-sim finetune`` writes and ``hrp-sim real`` looks for the fine-tuned MiniLM."""
-    return text.data_dir().parent / "minilm-polarity-ft"
+def default_dir(task: str = "polarity") -> Path:
+    """Where ``hrp-sim finetune --task TASK`` writes, and where ``hrp-sim real`` (polarity) and
+    ``hrp-sim lora`` (its task) look for the fine-tuned MiniLM."""
+    return text.data_dir().parent / f"minilm-{task}-ft"
 
 
 def read_summary(folder) -> dict:

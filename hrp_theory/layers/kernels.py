@@ -136,7 +136,7 @@ def load_layers(cfg: RealConfig, progress: bool = True) -> tuple[list[LayerData]
         info["finetune"] = {
             k: v
             for k, v in full_finetune.read_summary(checkpoints.model_folder(dp)).items()
-            if k in ("held_out_accuracy", "config")
+            if k in ("test_accuracy", "test_examples", "config")
         }
     for path, dW in ds:
         if not np.any(dW):

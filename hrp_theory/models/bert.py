@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -46,7 +47,33 @@ class BertConfig:
                 f"config: hidden_act {d.get('hidden_act')!r}; only exact gelu is supported"
             )
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        for k, v in kw.items():
+            want = float if k == "layer_norm_eps" else int
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not ok or (want is int and int(v) != v) or not v > 0:
+                raise CheckpointError(
+                    f"config: {k} = {v!r} must be a positive {want.__name__}; the model's "
+                    "config.json is damaged"
+                )
+            kw[k] = want(v)
+        cfg = cls(**kw)
+        if cfg.hidden_size % cfg.num_attention_heads:
+            raise CheckpointError(
+                f"config: hidden_size {cfg.hidden_size} is not a multiple of "
+                f"num_attention_heads {cfg.num_attention_heads}; the config.json is damaged"
+            )
+        return cfg
+
+
+def check_length(cfg: BertConfig, tokens: int, field: str) -> int:
+    """``tokens`` fits the model's position table, else ``ValueError`` naming ``field``."""
+    if tokens > cfg.max_position_embeddings:
+        raise ValueError(
+            f"{field}: {tokens} tokens is more than the model's {cfg.max_position_embeddings} "
+            f"positions; use --{field.replace('_', '-')} {cfg.max_position_embeddings} or less"
+        )
+    return tokens
 
 
 class Dense(nn.Module):
@@ -207,43 +234,75 @@ def embed(model: Bert, params: dict, ids, mask):
 
 
 @jax.jit
-def _second_moments(inputs: dict, mask):
-    """``Σ_t x_t x_tᵀ`` over the real tokens of a batch, per sown input."""
-    w = mask.reshape(-1).astype(jnp.float32)
+def _batch_statistics(inputs: dict, mask):
+    """Per sown input, over the real tokens of a batch: ``Σ_t x_t x_tᵀ``, ``Σ_t x_t`` and CorDA's
+    ``Σ_b X_bᵀX_b / max(X_b)²`` (each example's tokens scaled by its largest entry, as PEFT's
+    ``calib_cov_distribution`` hook does on batches of one)."""
+    m = mask.astype(jnp.float32)
     out = {}
     for path, (x,) in inputs.items():
-        X = x.reshape(-1, x.shape[-1])
-        out[path] = (X * w[:, None]).T @ X
+        xm = x * m[..., None]
+        top = jnp.max(jnp.where(m[..., None] > 0, x, -jnp.inf), axis=(1, 2))
+        scaled = xm / jnp.abs(top)[:, None, None]
+        X = xm.reshape(-1, x.shape[-1])
+        out[path] = (
+            X.T @ X,
+            X.sum(0),
+            jnp.einsum("btd,bte->de", scaled, scaled),
+        )
     return out
 
 
-def input_second_moments(model: Bert, params: dict, batches, progress: bool = True):
-    """``E[x xᵀ]`` of every Dense layer's input over the real tokens of ``batches``.
+class InputStatistics(NamedTuple):
+    """A kernel input's statistics over real tokens: ``second`` ``E[x xᵀ]``, ``mean`` ``E[x]``,
+    ``corda`` (CorDA's covariance: the mean over examples of ``X_bᵀX_b/max(X_b)²``), and the
+    token and example counts."""
 
-    Args:
-      batches: iterable of ``(ids, mask)`` int arrays ``(batch, seq)``.
+    second: np.ndarray
+    mean: np.ndarray
+    corda: np.ndarray
+    tokens: int
+    examples: int
 
-    Returns:
-      ``({kernel path: (d, d) float64 array}, tokens)``; paths as in ``checkpoints.kernels``.
-      Query, key and value share one input and thus one matrix.
-    """
+    @property
+    def covariance(self) -> np.ndarray:
+        """The centred covariance ``E[x xᵀ] − E[x]E[x]ᵀ`` (what EVA's PCA diagonalises)."""
+        return self.second - np.outer(self.mean, self.mean)
+
+
+def input_statistics(model: Bert, params: dict, batches, progress: bool = True) -> dict:
+    """``{kernel path: InputStatistics}`` of every Dense layer's input over the real tokens of
+    ``batches`` (``(ids, mask)`` int arrays), float64 on the host. Query, key and value share one
+    input and thus the same statistics."""
     from tqdm.auto import tqdm
 
     fwd = jax.jit(
         lambda p, ids, mask: model.apply({"params": p}, ids, mask, mutable=["inputs"])[1]["inputs"]
     )
-    sums, tokens = {}, 0
+    sums: dict = {}
+    tokens = examples = 0
     for ids, mask in tqdm(list(batches), desc="activations", unit="batch", disable=not progress):
         sown = flatten(fwd(params, ids, mask))
-        moments = jax.device_get(
-            _second_moments({k[: -len("/x")]: v for k, v in sown.items()}, mask)
-        )
-        for path, s in moments.items():
-            sums[path] = sums.get(path, 0.0) + np.asarray(s, np.float64)
+        got = jax.device_get(_batch_statistics({k[: -len("/x")]: v for k, v in sown.items()}, mask))
+        for path, parts in got.items():
+            old = sums.get(path, (0.0, 0.0, 0.0))
+            sums[path] = tuple(o + np.asarray(v, np.float64) for o, v in zip(old, parts))
         tokens += int(np.asarray(mask).sum())
+        examples += int((np.asarray(mask).sum(1) > 0).sum())
     if tokens == 0:
         raise ValueError("activations: no tokens; give some text")
-    return {p: s / tokens for p, s in sums.items()}, tokens
+    return {
+        p: InputStatistics(xx / tokens, x / tokens, c / examples, tokens, examples)
+        for p, (xx, x, c) in sums.items()
+    }
+
+
+def input_second_moments(model: Bert, params: dict, batches, progress: bool = True):
+    """``({kernel path: E[x xᵀ]}, tokens)`` of every Dense layer's input over the real tokens of
+    ``batches`` (``input_statistics``' second moments)."""
+    stats = input_statistics(model, params, batches, progress)
+    tokens = next(iter(stats.values())).tokens
+    return {p: st.second for p, st in stats.items()}, tokens
 
 
 # ---------------------------------------------------------------------------------------------
