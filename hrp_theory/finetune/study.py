@@ -113,10 +113,11 @@ def run_one(setup: data.Setup, cfg: LoraConfig, shared: Shared, name, form, lr, 
         out |= curvature(prog, cfg, shared, base, init, scales, offsets)
     curve_split = data.curve_split(cfg, task)
     equal = cfg.equal_total_steps(name)
+    checkpoints = tuple(cfg.curve_steps or ())
     curve = []
 
     def on_step(k, trainable):
-        if k in cfg.curve_steps:
+        if k in checkpoints and k < cfg.steps:  # the last one is read off the test split
             curve.append(programs.evaluate(prog, trainable, scales, base, offsets, curve_split)[0])
         if k == equal and k < cfg.steps:
             right, ce = programs.evaluate(prog, trainable, scales, base, offsets, task.test)
@@ -135,10 +136,13 @@ def run_one(setup: data.Setup, cfg: LoraConfig, shared: Shared, name, form, lr, 
         out["test_ce_equal_total"] = out["test_ce"]
     out["equal_total_steps"] = np.asarray(equal)
     out["extra_budget"] = np.asarray(cfg.extra_budget(name))
-    out["val_correct"], out["val_ce"] = programs.evaluate(
-        prog, final, scales, base, offsets, task.val
-    )
-    out["curve_steps"] = np.asarray(cfg.curve_steps)
+    if len(cfg.lrs) > 1:  # validation accuracy picks each init's learning rate
+        out["val_correct"], out["val_ce"] = programs.evaluate(
+            prog, final, scales, base, offsets, task.val
+        )
+    if cfg.steps in checkpoints:
+        curve.append(out["test_correct"][:, np.searchsorted(task.test, curve_split)])
+    out["curve_steps"] = np.asarray(checkpoints)
     out["curve_correct"] = np.stack(curve, 1)  # (S, checkpoints, curve examples)
     out["train_loss"] = losses
     paths = [p for p, _ in setup.kernels]

@@ -129,7 +129,7 @@ def run_stats(run: dict, ref: dict | None, cfg: LoraConfig) -> dict:
         "n_diverged": int(bad.sum()),
         "test_acc": _interval(_masked(run, "test_correct")),
         "test_loss": _interval(_masked(run, "test_ce")),
-        "val_acc": float(np.nanmean(_masked(run, "val_correct"))),
+        "val_acc": float(np.nanmean(_masked(run, "val_correct"))) if "val_correct" in run else None,
         "equal_total": {
             "main_steps": int(run["equal_total_steps"]),
             "extra_budget": float(run["extra_budget"]),
@@ -237,7 +237,8 @@ def form_summary(runs: dict, cfg: LoraConfig, form: str) -> dict:
     inits = {}
     for name in cfg.inits:
         val = {lr: by_lr[lr][name]["val_acc"] for lr in cfg.lrs}
-        best = max(cfg.lrs, key=lambda lr: -np.inf if not np.isfinite(val[lr]) else val[lr])
+        score = lambda lr: -np.inf if val[lr] is None or not np.isfinite(val[lr]) else val[lr]
+        best = max(cfg.lrs, key=score) if len(cfg.lrs) > 1 else cfg.lr
         inits[name] = {
             "common_lr": by_lr[cfg.lr][name],
             "best_lr": best,
