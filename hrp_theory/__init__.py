@@ -2,46 +2,75 @@
 
 Data flows one way: spec → problem → init → dynamics → metrics → statistics → report.
 
-Importing the package has no side effects: it sets no XLA flag, starts no JAX backend and picks
-no matplotlib backend. ``configure()`` (what ``hrp-sim`` does first) splits the CPU into one XLA
-device per core before JAX starts; ``verify`` (the theory's checks) is imported on first use.
+Importing the package has no side effects and is quick: it sets no XLA flag, starts no JAX
+backend, picks no matplotlib backend, and imports each public name (and JAX with it) on first
+use. ``configure()`` (what ``hrp-sim`` does first) splits the CPU into one XLA device per core
+before JAX starts.
 """
 
 from typing import TYPE_CHECKING
 
-from . import bases, distributed, flow, linalg, theory
 from ._version import __version__ as __version__
-from .dynamics import OPTIMIZERS, TrainResult, TrainSpec, make_optimizer, train
-from .experiment import ExperimentConfig, ExperimentResult, HrpSpec, run_experiment
-from .factors import FORMS, LoraParams, LoraSpec
-from .flow import Flow, gradient_flow
-from .inits import INITS, initialize
-from .losses import Objective, factor_grads, population_loss, shift_target, train_loss
-from .metrics import direction_metrics, principal_angles, time_to_excess
-from .preheat import Preheated, preheat_then_svd, thin_svd_of_product
-from .problems import Problem, ProblemSpec, make_problem, optimal_loss, problem_from_matrices
-from .report import save_experiment, summarize_experiment, table
-from .results import load_run
-from .runtime import compile_cache, configure
-from .seeds import map_seeds, root_key
-from .spectra import SPECTRUM_FAMILIES, spectrum_values
-from .stats import DIVERGENCE_FACTOR, diverged, paired_difference, summarize
 
-if TYPE_CHECKING:  # imported on first use, below
-    from . import verify
+#: The public names and the module each comes from; each is imported on first use, so importing
+#: the package (and ``hrp-sim`` starting) costs no JAX import until a name is needed.
+_FROM = {
+    "dynamics": ("OPTIMIZERS", "TrainResult", "TrainSpec", "make_optimizer", "train"),
+    "experiment": ("ExperimentConfig", "ExperimentResult", "HrpSpec", "run_experiment"),
+    "factors": ("FORMS", "LoraParams", "LoraSpec"),
+    "flow": ("Flow", "gradient_flow"),
+    "inits": ("INITS", "initialize"),
+    "losses": ("Objective", "factor_grads", "population_loss", "shift_target", "train_loss"),
+    "metrics": ("direction_metrics", "principal_angles", "time_to_excess"),
+    "preheat": ("Preheated", "preheat_then_svd", "thin_svd_of_product"),
+    "problems": ("Problem", "ProblemSpec", "make_problem", "optimal_loss", "problem_from_matrices"),
+    "report": ("save_experiment", "summarize_experiment", "table"),
+    "results": ("load_run",),
+    "runtime": ("compile_cache", "configure"),
+    "seeds": ("map_seeds", "root_key"),
+    "spectra": ("SPECTRUM_FAMILIES", "spectrum_values"),
+    "stats": ("DIVERGENCE_FACTOR", "diverged", "paired_difference", "summarize"),
+    "verify": ("CHECKS", "run_checks"),
+}
+_LAZY = {name: module for module, names in _FROM.items() for name in names}
+_MODULES = ("bases", "distributed", "flow", "linalg", "theory", "verify")
+
+if TYPE_CHECKING:  # what a type checker and an IDE see
+    from . import bases, distributed, flow, linalg, theory, verify
+    from .dynamics import OPTIMIZERS, TrainResult, TrainSpec, make_optimizer, train
+    from .experiment import ExperimentConfig, ExperimentResult, HrpSpec, run_experiment
+    from .factors import FORMS, LoraParams, LoraSpec
+    from .flow import Flow, gradient_flow
+    from .inits import INITS, initialize
+    from .losses import Objective, factor_grads, population_loss, shift_target, train_loss
+    from .metrics import direction_metrics, principal_angles, time_to_excess
+    from .preheat import Preheated, preheat_then_svd, thin_svd_of_product
+    from .problems import Problem, ProblemSpec, make_problem, optimal_loss, problem_from_matrices
+    from .report import save_experiment, summarize_experiment, table
+    from .results import load_run
+    from .runtime import compile_cache, configure
+    from .seeds import map_seeds, root_key
+    from .spectra import SPECTRUM_FAMILIES, spectrum_values
+    from .stats import DIVERGENCE_FACTOR, diverged, paired_difference, summarize
     from .verify import CHECKS, run_checks
-
-_LAZY = {"verify": None, "CHECKS": "CHECKS", "run_checks": "run_checks"}
 
 
 def __getattr__(name):
-    """``verify`` and its ``CHECKS`` / ``run_checks``, imported on first use."""
-    if name in _LAZY:
-        import importlib
+    """The public names and modules, imported on first use."""
+    import importlib
 
-        module = importlib.import_module(f"{__name__}.verify")
-        return module if _LAZY[name] is None else getattr(module, _LAZY[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_MODULES))
 
 
 __all__ = [

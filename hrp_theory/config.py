@@ -91,11 +91,12 @@ class ExperimentConfig:
             raise ValueError(f"r: {r} exceeds min(m, n) = {k}; choose r <= {k}")
         object.__setattr__(self, "inits", check_inits(self.inits, r, k))
         one_of(self.base, "base", RANDOM_INITS, "random family")
-        if self.preheats:
-            check_preheat(self.preheat_rank, r, self.hrp.form, self.hrp.steps, k)
-            if self.hrp.optimizer is not None:
-                check_optimizer(self.hrp.optimizer, "preheat_optimizer")
-            optional_positive_number(self.hrp.lr, "preheat_lr")
+        # HRP's settings are checked whether or not an init preheats: a flag given with a bad
+        # value is an error even where it would go unused
+        check_preheat(self.preheat_rank, r, self.hrp.form, self.hrp.steps, k)
+        if self.hrp.optimizer is not None:
+            check_optimizer(self.hrp.optimizer, "preheat_optimizer")
+        optional_positive_number(self.hrp.lr, "preheat_lr")
         optional_positive_number(self.init_std, "init_std")
         positive_int(self.seeds, "seeds", MAX_SEEDS)
         check_seed(self.seed)

@@ -31,6 +31,7 @@ __all__ = [
     "ExperimentResult",
     "HrpSpec",
     "check_resolution",
+    "preflight",
     "run_experiment",
     "stream_view",
 ]
@@ -134,22 +135,21 @@ def result_bytes_per_seed(config: ExperimentConfig) -> float:
     return 8.0 * (1 + per_init * len(config.inits))
 
 
-def run_experiment(
-    config: ExperimentConfig, progress: bool = True, stream: bool = False
-) -> ExperimentResult:
-    """Run every seed of ``config``; an interrupt (Ctrl-C) keeps the chunks already finished.
-
-    ``stream=True`` keeps streaming moments instead of per-seed arrays (bounded memory for any
-    number of seeds; medians and quantiles are then not available)."""
+def preflight(config: ExperimentConfig, stream: bool = False):
+    """Every check a run makes before its first seed (the time-to-ε level's precision, device
+    and host memory); ``ValueError`` naming the fix. Returns ``split_config(config)``. A sweep
+    calls it for every point before it runs any."""
     check_resolution(config.eps, config.problem)
     n_dev = dev.local_devices(config.devices)
     static, hyper = split_config(config)
     small = dev.is_small(static.basis)
     chunk = dev.chunk_length(config.seeds, config.chunk_size, n_dev, small)
+    samples = config.problem.n_samples is not None
     dev.check_memory(
         bytes_per_seed(config),
         dev.vmap_batch(config.batch_size, chunk // n_dev, small),
-        "lower m and n, or --batch-size; with Σ = I and Gaussian factors the "
+        ("lower --samples (the finite-sample data dominate), " if samples else "")
+        + "lower m and n, or --batch-size; with Σ = I and Gaussian factors the "
         "spectral or reduced basis (--basis auto) needs no m×m or n×n matrix",
     )
     if not stream:  # the per-seed arrays come back to the host
@@ -160,6 +160,18 @@ def run_experiment(
             "(--stream, run_experiment(..., stream=True))",
             host=True,
         )
+    return static, hyper
+
+
+def run_experiment(
+    config: ExperimentConfig, progress: bool = True, stream: bool = False
+) -> ExperimentResult:
+    """Run every seed of ``config``; an interrupt (Ctrl-C) keeps the chunks already finished.
+
+    ``stream=True`` keeps streaming moments instead of per-seed arrays (bounded memory for any
+    number of seeds; medians and quantiles are then not available)."""
+    static, hyper = preflight(config, stream)
+    small = dev.is_small(static.basis)
     res = map_seeds(
         simulate_seed,
         static,

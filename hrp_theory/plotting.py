@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .results import write_png
-from .stats import resolution
+from .stats import MIN_SEEDS, resolution
 
 
 class ShownFigure(Figure):
@@ -64,14 +64,8 @@ def resolution_floor(summary: dict) -> float:
 
 def _all_diverged(ax, names) -> None:
     """Say on an empty panel that no seed of ``names`` has a finite value to draw."""
-    ax.text(
-        0.5,
-        0.5,
-        "every seed diverged: nothing to draw\n(" + ", ".join(names) + ")",
-        ha="center",
-        va="center",
-        transform=ax.transAxes,
-    )
+    text = "every seed diverged: nothing to draw\n(" + ", ".join(names) + ")"
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
     ax.set_yticks([])
 
 
@@ -82,6 +76,8 @@ def _title(summary: dict) -> str:
         f"m={p.m}, n={p.n}, r={c.lora.r}, {p.spectrum}, Σ={p.sigma}, {c.lora.form} LoRA, "
         f"{c.train.optimizer} lr={c.train.learning_rate:g}, {summary['seeds_done']} seeds"
     )
+    if summary["seeds_done"] < MIN_SEEDS:
+        t += f" (fewer than {MIN_SEEDS}: bands are not intervals a reader can trust)"
     if summary.get("preheat_rank"):
         t += f"\nHRP: p={summary['preheat_rank']}, T_p={c.hrp.steps} ({c.hrp.form} preheat)"
     return t
@@ -357,14 +353,8 @@ def sweep_figure(rows: list, flag: str, dtype: str = "float32", title: str | Non
     """Final excess loss (mean with 95 % CI, median dashed) vs the first varied flag, one line per
     init; values are clipped at the dtype's resolution of the loss (drawn dotted), as in
     ``loss_curves``. ``title``: the sweep's fixed configuration."""
-    floor = resolution(
-        dtype,
-        max(
-            abs(r["final_loss"])
-            for r in rows
-            if r["final_loss"] is not None and np.isfinite(r["final_loss"])
-        ),
-    )
+    losses = [abs(r["final_loss"] or np.nan) for r in rows]
+    floor = resolution(dtype, max((v for v in losses if np.isfinite(v)), default=1.0))
     clip = lambda v: np.maximum(np.asarray(v, float), floor)
 
     xs = list(dict.fromkeys(r[flag] for r in rows))
@@ -374,22 +364,29 @@ def sweep_figure(rows: list, flag: str, dtype: str = "float32", title: str | Non
     for name in dict.fromkeys(r["init"] for r in rows):
         rs = sorted((r for r in rows if r["init"] == name), key=lambda r: pos[r[flag]])
         x = np.array([pos[r[flag]] for r in rs], float)
-        y = np.array([r["excess_loss"] for r in rs], float)
-        lo = np.array([r["excess_ci_lo"] for r in rs], float)
-        hi = np.array([r["excess_ci_hi"] for r in rs], float)
+        y, lo, hi = (
+            clip([r[k] for r in rs]) for k in ("excess_loss", "excess_ci_lo", "excess_ci_hi")
+        )
         col = COLORS.get(name)
-        y, lo, hi = clip(y), clip(lo), clip(hi)
         ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o-", color=col, capsize=3, label=name)
-        ax.plot(x, clip([r["excess_median"] for r in rs]), ls="--", color=col, lw=1)
+        med = [r["excess_median"] for r in rs]
+        if all(v is not None for v in med):  # None in a streamed sweep
+            ax.plot(x, clip(med), ls="--", color=col, lw=1)
     ax.axhline(floor, color="k", lw=0.6, ls=":")
     ax.plot([], [], "ko-", lw=1.5, label="mean, 95% CI")
     ax.plot([], [], color="k", lw=1, ls="--", label="median")
     ax.plot([], [], color="k", lw=0.6, ls=":", label=f"{dtype} resolution (values clipped)")
+    finite = [r["excess_loss"] for r in rows if r["n"] and np.isfinite(r["excess_loss"])]
     if not num:
         ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=20)
-    elif min(xs) > 0 and max(xs) / min(xs) > 20:
+    elif min(xs) > 0 and max(xs) / min(xs) >= 4:  # ranks 4, 8, 16, 32 are a geometric sweep
         ax.set_xscale("log")
-    ax.set_yscale("log")
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.minorticks_off()
+    if finite:
+        ax.set_yscale("log")
+    else:
+        _all_diverged(ax, list(dict.fromkeys(r["init"] for r in rows)))
     ax.set_xlabel(flag)
     ax.set_ylabel(f"final {EXCESS}")
     if title:

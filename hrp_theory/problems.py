@@ -28,6 +28,10 @@ from .validation import (
     positive_int,
 )
 
+#: The largest loss scale ½‖M‖² a problem may have: its squares and products stay finite in
+#: float32 (3.4e38) with room to spare.
+LOSS_LIMIT = 1e30
+
 
 @dataclasses.dataclass(frozen=True)
 class ProblemSpec:
@@ -61,10 +65,18 @@ class ProblemSpec:
         positive_int(self.m, "m", MAX_DIM)
         positive_int(self.n, "n", MAX_DIM)
         # Parse everything once so errors surface here, at the boundary.
-        spectrum_values(self.spectrum, self.k, self.rank, self.scale)
-        spectrum_values(self.w0_spectrum, self.k, None, self.w0_scale, field="w0_spectrum")
+        sv = spectrum_values(self.spectrum, self.k, self.rank, self.scale)
+        w0 = spectrum_values(self.w0_spectrum, self.k, None, self.w0_scale, field="w0_spectrum")
         in_interval(self.w0_align, "w0_align", 0.0, 1.0)
         parse_sigma(self.sigma)
+        for field, v in (("scale", sv), ("w0_scale", w0)):
+            with np.errstate(over="ignore"):
+                energy = 0.5 * float(np.sum(np.square(np.asarray(v, np.float64))))
+            if not energy <= LOSS_LIMIT:
+                raise ValueError(
+                    f"{field}: the loss scale ½‖M‖² = {energy:.3g} overflows single precision "
+                    f"(limit {LOSS_LIMIT:.0e}); lower --{field.replace('_', '-')}"
+                )
         optional_positive_int(self.n_samples, "n_samples")
         non_negative(self.noise, "noise")
         if self.noise > 0 and self.n_samples is None:

@@ -13,6 +13,7 @@ from .results import new_run_id, provenance, write_json, write_npz
 from .stats import (
     DIVERGENCE_FACTOR,
     DIVERGENCE_RULE,
+    MIN_SEEDS,
     Moments,
     band_of_moments,
     curve_band,
@@ -130,6 +131,8 @@ def _fmt(x: float | None) -> str:
 def _ci(s: dict) -> str:
     if not s["n"]:  # no finite value: every seed diverged
         return f"all {s['n_nonfinite']} diverged"
+    if s["n"] < MIN_SEEDS:  # an interval from 2–4 seeds is mostly the t quantile
+        return f"{_fmt(s['mean'])} (n too small: {s['n']})"
     return f"{_fmt(s['mean'])} [{_fmt(s['ci95'][0])}, {_fmt(s['ci95'][1])}]"
 
 

@@ -60,6 +60,8 @@ def _can_write_in(folder: Path) -> bool:
 def check_output_dir(path, field: str = "out") -> Path:
     """``path`` can be used as an output folder: it is a writable folder, or it does not exist
     and its nearest existing parent is a writable folder. Creates nothing."""
+    if not str(path).strip():
+        raise ValueError(f"{field}: empty; give a folder path such as hrp-results/run")
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{field}: {str(path)!r} is a file; give a folder path")
@@ -80,6 +82,8 @@ def check_output_dir(path, field: str = "out") -> Path:
 def check_output_file(path, field: str = "json") -> Path:
     """``path`` can be written: its folder exists and is writable, and it is not a folder (nor a
     read-only file). Creates nothing."""
+    if not str(path).strip():
+        raise ValueError(f"{field}: empty; give a file path such as results.json")
     path = Path(path).expanduser()
     if path.is_dir():
         raise ValueError(
@@ -105,9 +109,11 @@ def check_output_file(path, field: str = "json") -> Path:
 class OutputFolder:
     """An output folder held exclusively for one run (a context manager).
 
-    Entering creates the folder if needed and locks it; a folder another process holds raises
-    ``ValueError`` (exit 2 in the CLI). Leaving releases the lock and removes the folder again if
-    this run created it and wrote nothing there."""
+    Entering creates the folder if needed and locks it (``.hrp-sim.lock``); a folder another
+    process holds raises ``ValueError`` (exit 2 in the CLI). Leaving removes the lock file and
+    releases the lock, and removes the folder again if this run created it and wrote nothing
+    there. A run that finds the lock file replaced while it waited takes the new one, so removing
+    it never lets two runs hold one folder."""
 
     def __init__(self, path, field: str = "out"):
         self.path = check_output_dir(path, field)
@@ -126,16 +132,23 @@ class OutputFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self._created = missing
         lock = self.path / LOCK
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise ValueError(
+                    f"{self.field}: {str(self.path)!r} is in use by another hrp-sim run "
+                    f"(pid {holder}); wait for it to finish or choose another folder"
+                ) from None
+            try:  # the file we locked is still the folder's lock file (not removed meanwhile)
+                if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise ValueError(
-                f"{self.field}: {str(self.path)!r} is in use by another hrp-sim run "
-                f"(pid {holder}); wait for it to finish or choose another folder"
-            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -145,11 +158,11 @@ class OutputFolder:
         import fcntl
 
         if self._fd is not None:
+            (self.path / LOCK).unlink(missing_ok=True)  # while still held
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-        if self._created and [x.name for x in self.path.iterdir()] == [LOCK]:
-            (self.path / LOCK).unlink(missing_ok=True)
+        if self._created and not any(self.path.iterdir()):
             for p in self._created:  # deepest first
                 try:
                     p.rmdir()

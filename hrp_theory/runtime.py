@@ -46,6 +46,9 @@ FLAGS = {
     "--xla_cpu_multi_thread_eigen": "false",
 }
 DEVICE_COUNT = "--xla_force_host_platform_device_count"
+#: The most XLA CPU devices a host may be split into (XLA reads the count as a 32-bit integer,
+#: and each device is a thread pool).
+MAX_CPU_DEVICES = 1024
 
 
 def x64() -> bool:
@@ -143,7 +146,7 @@ def configure(cpu_devices: int | None = None) -> int:
     """
     from .validation import optional_positive_int
 
-    optional_positive_int(cpu_devices, "cpu_devices")
+    optional_positive_int(cpu_devices, "cpu_devices", MAX_CPU_DEVICES)
     host_blas_threads()
     flags = os.environ.get("XLA_FLAGS", "")
     user_count = re.search(re.escape(DEVICE_COUNT) + r"=(\d+)", flags)

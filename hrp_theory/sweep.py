@@ -5,14 +5,15 @@
 ``;`` instead (``--vary "spectrum=values:1,0.5;values:1,0.1"``). Several ``--vary`` are zipped,
 so their lists must have the same length (``--vary r=2,4,8 --vary preheat-rank=8,16,32``). A
 flag cannot be both varied and fixed. Every point's config is built and validated before
-anything runs.
+anything runs: its values, its precision and its memory (``experiment.preflight``).
 
-Each finished point is written atomically to ``DIR/points/point-NNN.json`` with its full config
-and precision; a rerun reuses a stored point only when both match exactly (so a sweep resumed
-with other flags, or with ``--x64``, recomputes what changed) and picks up where it stopped. The
-table (``sweep.csv``, ``sweep.json``) and the figure (``sweep.png``: excess loss vs the first
-varied flag, one line per init, 95 % CIs, the fixed configuration in the title) cover the points
-done so far.
+With ``--stream`` every point keeps streaming moments instead of per-seed arrays (bounded
+memory; no medians). Each finished point is written atomically to ``DIR/points/point-NNN.json``
+with its full config and precision; a rerun reuses a stored point only when both match exactly
+(so a sweep resumed with other flags, or with ``--x64``, recomputes what changed) and picks up
+where it stopped. The table (``sweep.csv``, ``sweep.json``, and printed) and the figure
+(``sweep.png``: excess loss vs the first varied flag, one line per init, 95 % CIs, the fixed
+configuration in the title) cover the points done so far.
 """
 
 from __future__ import annotations
@@ -145,14 +146,16 @@ def run_sweep(
     figures: bool = True,
 ) -> dict:
     """Run (or resume) the sweep; returns ``{"rows", "done", "total", "interrupted", "paths"}``."""
-    from .experiment import run_experiment
+    from .experiment import preflight, run_experiment
     from .report import summarize_experiment
 
+    stream = bool(getattr(base, "stream", False))
     pts = points(base, vary)
     configs = []
-    for values, ns in pts:  # validate every point before running any
+    for values, ns in pts:  # validate every point (values, precision, memory) before any runs
         try:
             configs.append(config_from_args(ns))
+            preflight(configs[-1], stream)
         except ValueError as e:
             raise ValueError(f"point {values}: {e}") from None
     dtype = "float64" if x64() else "float32"
@@ -168,7 +171,7 @@ def run_sweep(
         else:
             log(f"point {i + 1}/{len(pts)} {values}")
             try:
-                res = run_experiment(cfg, progress=progress)
+                res = run_experiment(cfg, progress=progress, stream=stream)
             except KeyboardInterrupt:
                 interrupted = True
                 break
@@ -250,3 +253,23 @@ def write_table(
                 sweep_figure(rows, vary[0][0].replace("_", "-"), dtype, doc["fixed"]),
             )
     return {k: str(v) for k, v in paths.items()}
+
+
+def table(rows: list, vary) -> str:
+    """The sweep's results in the terminal: one line per (point, init), the excess loss with its
+    95 % CI, diverged seeds, and the varied values."""
+    names = [d.replace("_", "-") for d, _ in vary]
+    head = (
+        "".join(f"{n:>14}" for n in names) + f"  {'init':<14}{'excess loss (95% CI)':>36}{'n':>7}"
+    )
+    head += f"{'diverged':>10}"
+    lines = [head, "-" * len(head)]
+    fmt = lambda v: "nan" if v is None or v != v else f"{v:.4g}"
+    for r in rows:
+        vals = "".join(f"{str(r[n]):>14}" for n in names)
+        if r["n"] == 0:
+            ci = f"all {r['n_diverged']} diverged"
+        else:
+            ci = f"{fmt(r['excess_loss'])} [{fmt(r['excess_ci_lo'])}, {fmt(r['excess_ci_hi'])}]"
+        lines.append(f"{vals}  {r['init']:<14}{ci:>36}{r['n']:>7}{r['n_diverged']:>10}")
+    return "\n".join(lines)

@@ -44,11 +44,11 @@ def _numbers(tree, prefix="") -> dict[str, float]:
 
 def _lora_smoke(folder: Path) -> dict:
     from hrp_theory.finetune import study
-    from hrp_theory.finetune.config import LORA_INITS, LoraConfig
+    from hrp_theory.finetune.config import LoraConfig
 
     cfg = LoraConfig(
         checkpoint=str(folder),
-        inits=LORA_INITS,
+        inits=("kaiming", "hrp", "pissa"),  # seeded, preheated, moving W0
         r=2,
         alpha=4.0,
         preheat_rank=4,
@@ -57,15 +57,24 @@ def _lora_smoke(folder: Path) -> dict:
         seeds=2,
         batch_size=8,
         max_tokens=16,
-        eval_every=2,
+        forms=("classic", "freeze-a"),
+        curve_steps=(2, 4),
+        curve_examples=32,
         grad_batches=2,
         sigma_examples=64,
-        hessian_iters=2,
+        lanczos_steps=0,  # the curvature has its own tests (test_curvature, test_lora)
     )
     done = study.run_study(cfg, folder / "lora-out", progress=False)
-    keep = ("train_loss", "test_acc", "test_loss", "val_acc", "lam_max", "captured_lora")
+    keep = ("train_loss", "test_correct", "test_ce", "curve_correct", "curvature|", "captured_")
+    # per-example arrays are summed over examples (a seed's count of right answers, its total CE)
     return {
-        run: {k: np.asarray(v).tolist() for k, v in arrays.items() if k in keep}
+        run: {
+            k: (np.asarray(v).sum(-1) if k.startswith(("test_", "curve_")) else np.asarray(v))
+            .astype(float)
+            .tolist()
+            for k, v in arrays.items()
+            if k.startswith(keep)
+        }
         for run, arrays in done["runs"].items()
     }
 
@@ -90,7 +99,7 @@ def _real_smoke(folder: Path) -> dict:
 
 @needs_minilm
 def test_smoke_studies_give_the_numbers_recorded_before_the_move(tmp_path):
-    """A smoke ``hrp-sim lora`` (every init, λ_max, captured energy) and ``hrp-sim real`` on the
+    """A smoke ``hrp-sim lora`` (three kinds of init, both forms, captured energy) and ``hrp-sim real`` on the
     tiny BERT give the numbers recorded before the real side was split into packages (float64;
     relative 1e-6)."""
     from hrp_theory.results import jsonable

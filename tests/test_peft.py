@@ -34,18 +34,20 @@ def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
 
     out, exp = tmp_path / "lora", tmp_path / "peft"
     args = ["lora", "--inits", "kaiming,pissa", "--seeds", "1", "--steps", "3"]
-    args += ["--batch-size", "4", "--max-tokens", "16", "--eval-every", "3", "--lr", "5e-3"]
-    args += ["--hessian-iters", "0", "--quiet", "--no-figures", "--out", str(out)]
+    args += ["--batch-size", "4", "--max-tokens", "16", "--curve-examples", "16", "--lr", "5e-3"]
+    args += ["--lanczos-steps", "0", "--quiet", "--no-figures", "--out", str(out)]
     assert cli.main([*args, "--export-peft", str(exp)]) == 0
     assert "not exported: the init moves W0" in capsys.readouterr().out  # pissa
-    folder = exp / "kaiming@lr=0.005"
+    folder = exp / "kaiming@classic@lr=0.005"
     cfg = json.loads((folder / peft.PEFT_CONFIG).read_text())
     assert (
-        cfg["r"] == 8 and len(cfg["target_modules"]) == 36 and not (exp / "pissa@lr=0.005").exists()
+        cfg["r"] == 8
+        and len(cfg["target_modules"]) == 36
+        and not (exp / "pissa@classic@lr=0.005").exists()
     )
 
     # the JAX side: seed 0's trained adapter, from the saved run
-    with np.load(out / "runs" / "kaiming@lr=0.005.npz", allow_pickle=False) as z:
+    with np.load(out / "runs" / "kaiming@classic@lr=0.005.npz", allow_pickle=False) as z:
         run = {k: z[k] for k in z.files}
     adapters, _ = peft.seed0_adapter(run, "kaiming")
     assert max(float(np.abs(ab.B).max()) for ab in adapters.values()) > 0  # trained: B ≠ 0

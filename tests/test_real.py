@@ -422,7 +422,8 @@ def test_minilm_finetune_then_real_study_end_to_end(tmp_path, capsys):
         )
         == 0
     )
-    assert json.loads((ft / "finetune.json").read_text())["held_out_sentences"] == 800
+    made = json.loads((ft / "finetune.json").read_text())
+    assert made["train_examples"] == 32 and made["test_examples"] == 2000  # polarity's test split
     out, js = tmp_path / "real", tmp_path / "real.json"
     code = cli.main(
         [

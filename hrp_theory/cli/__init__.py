@@ -19,19 +19,23 @@ per command group (``compare``, ``sweep``, ``verify``, ``real``): a new command 
 
 from __future__ import annotations
 
+import signal
 import sys
 
-from . import compare, lora, real, sweep, verify
-from ._shared import Parser
+#: The command modules, imported when the parser is built (``entry`` is light to import, so a
+#: Ctrl-C while Python starts is handled like any other).
+COMMANDS = ("compare", "sweep", "verify", "real", "lora")
 
-COMMANDS = (compare, sweep, verify, real, lora)
 
+def build_parser():
+    import importlib
 
-def build_parser() -> Parser:
+    from ._shared import Parser
+
     p = Parser(prog="hrp-sim", description=(__doc__ or "").split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in COMMANDS:
-        module.add_parsers(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parsers(sub)
     return p
 
 
@@ -57,13 +61,32 @@ def main(argv=None) -> int:
 
 
 def entry() -> None:
-    """The ``hrp-sim`` console script: ``main()``, then exit with its code. After an interrupt
-    (130, 143) every finished result is on disk and the output folder is released, so it leaves
-    at once (``interrupts.leave``): the interpreter's teardown would wait for XLA's worker
-    threads, which may still be inside the interrupted computation."""
+    """The ``hrp-sim`` console script: ``main()``, then leave with its code at once
+    (``interrupts.leave``: the interpreter's teardown would wait for XLA's worker threads, which
+    may still be inside an interrupted computation; every result is on disk by then). A signal
+    that arrives while Python imports the commands, or after the last file was written, is
+    reported in one line like any other (130 / 143), never as a traceback or a silent kill."""
     from .. import interrupts
 
-    code = main()
-    if code in (130, 143):
-        interrupts.leave(code)
-    sys.exit(code)
+    stop = {signal.SIGINT, signal.SIGTERM}
+    code = None
+    with interrupts.catch():
+        try:
+            code = main()
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # from here on, a signal waits
+        except KeyboardInterrupt:
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+            name = signal.Signals(interrupts.received() or signal.SIGINT).name
+            when = "while starting" if code is None else "after it finished"
+            print(f"hrp-sim: interrupted ({name}) {when}; nothing was lost", file=sys.stderr)
+            code = interrupts.exit_code()
+    late = signal.sigpending() & stop
+    if late and code == 0:
+        sig = max(late)
+        print(
+            f"hrp-sim: {signal.Signals(sig).name} arrived after every file was written; "
+            "nothing was lost",
+            file=sys.stderr,
+        )
+        code = 128 + int(sig)
+    interrupts.leave(code)

@@ -169,7 +169,9 @@ def run_finetune(a: argparse.Namespace) -> int:
 
 def run_fetch(a: argparse.Namespace) -> int:
     from ..models import text
+    from ..results import check_output_dir
 
+    check_output_dir(a.out if a.out is not None else text.data_dir(), "out")
     try:
         path = text.fetch(a.out)
     except RuntimeError as e:

@@ -14,7 +14,7 @@ SWEEPABLE = [f for f in EXPERIMENT_FLAGS if f.dest not in NOT_SWEPT]
 
 def run(a: argparse.Namespace) -> int:
     from .. import interrupts
-    from ..sweep import parse_vary, run_sweep
+    from ..sweep import parse_vary, run_sweep, table
 
     vary = parse_vary(a.vary, SWEEPABLE, explicit(a.argv, EXPERIMENT_FLAGS))
     x64(a)
@@ -31,6 +31,8 @@ def run(a: argparse.Namespace) -> int:
             json_path=a.json,
             figures=not a.no_figures,
         )
+        if res["rows"]:
+            print(table(res["rows"], vary))
         print(
             f"{res['done']}/{res['total']} points done in {time.perf_counter() - t0:.1f} s"
             + (" (INTERRUPTED: rerun the same command to resume)" if res["interrupted"] else "")

@@ -55,7 +55,13 @@ def run(a: argparse.Namespace) -> int:
         result = verify.run_checks(checks, settings)
         wall = time.perf_counter() - t0
         with interrupts.deferred() as d:
-            merged, paths = save(result, a.out, a.json, figures=not a.no_figures)
+            merged, paths = save(
+                result,
+                a.out,
+                a.json,
+                figures=not a.no_figures,
+                log=lambda t: print(t, file=sys.stderr),
+            )
         print(verify_table(result))
         print(
             f"verdict: {'PASS' if result['passed'] else 'FAIL'}; wall time {wall:.1f} s"

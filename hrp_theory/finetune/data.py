@@ -41,7 +41,7 @@ def prepare(cfg: LoraConfig, progress: bool = True) -> Setup:
     tree = checkpoints.load(ckpt)
     model = bert.Bert(bert.BertConfig.from_dict(checkpoints.read_config(ckpt)))
     bert.check_length(model.cfg, cfg.max_tokens, "max_tokens")
-    base = jax.tree.map(jnp.asarray, bert.encoder_params(tree))
+    base = jax.tree.map(jnp.asarray, bert.encoder_params(tree, model))
     try:
         kernels = adapters.select(base, cfg.targets)
     except checkpoints.CheckpointError as e:

@@ -11,6 +11,7 @@ from ..inits import check_inits
 from ..spectra import spectrum_values
 from ..validation import (
     MAX_BATCH,
+    MAX_SEEDS,
     MAX_STEPS,
     MAX_TOKENS,
     non_negative,
@@ -65,9 +66,12 @@ class RealConfig:
     data: str | None = None
 
     def __post_init__(self):
-        for f in ("r", "p", "seeds", "steps", "preheat_steps"):
+        for f in ("r", "p"):
             positive_int(getattr(self, f), f)
-        optional_positive_int(self.tokens, "tokens")
+        positive_int(self.seeds, "seeds", MAX_SEEDS)
+        positive_int(self.steps, "steps", MAX_STEPS)
+        positive_int(self.preheat_steps, "preheat_steps", MAX_STEPS)
+        optional_positive_int(self.tokens, "tokens", 1 << 24)
         if self.p < self.r:
             raise ValueError(f"p: preheat rank {self.p} must be >= r = {self.r}")
         positive_number(self.lr, "lr")

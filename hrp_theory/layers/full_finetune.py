@@ -65,7 +65,7 @@ def finetune(
     hidden, classes = model.cfg.hidden_size, len(task.classes)
     key = root_key(cfg.seed)
     params = {
-        "bert": jax.tree.map(jnp.asarray, bert.encoder_params(tree)),
+        "bert": jax.tree.map(jnp.asarray, bert.encoder_params(tree, model)),
         "classifier": {
             "kernel": 0.02 * jax.random.normal(key, (hidden, classes)),
             "bias": jnp.zeros((classes,)),

@@ -82,7 +82,7 @@ def covariances(cfg: RealConfig, tree: dict, paths: list[str], progress: bool = 
     (a fixed shuffle of the training split, until ``tokens`` real tokens)."""
     base = _base_path(cfg)
     model = bert.Bert(bert.BertConfig.from_dict(checkpoints.read_config(base)))
-    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), bert.encoder_params(tree))
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), bert.encoder_params(tree, model))
     need = cfg.tokens
     assert need is not None  # load_layers fills it in
     texts, _ = text.load_polarity(cfg.data)

@@ -210,15 +210,31 @@ class Bert(nn.Module):
 ENCODER_KEYS = ("embeddings", "encoder")
 
 
-def encoder_params(tree: dict) -> dict:
-    """The part of a checkpoint tree the encoder reads (drops ``pooler`` and any head)."""
-    missing = [k for k in ENCODER_KEYS if k not in tree]
+def encoder_params(tree: dict, model: Bert | None = None) -> dict:
+    """The part of a checkpoint tree the encoder reads (drops ``pooler`` and any head). With
+    ``model``, every array the encoder needs must be there with the shape its config implies
+    (``CheckpointError`` naming the first that is missing or misshapen, before any compute)."""
+    missing = [k for k in ENCODER_KEYS if k not in tree or not isinstance(tree[k], dict)]
     if missing:
         raise CheckpointError(
             f"checkpoint: no {'/'.join(missing)} subtree; it is not a BERT "
             f"checkpoint in Hugging Face Flax naming (top keys: {sorted(tree)})"
         )
-    return {k: tree[k] for k in ENCODER_KEYS}
+    params = {k: tree[k] for k in ENCODER_KEYS}
+    if model is not None:
+        ids = jnp.zeros((1, 2), jnp.int32)
+        want = flatten(jax.eval_shape(lambda: model.init(jax.random.key(0), ids, ids))["params"])
+        have = flatten(params)
+        for path, spec in want.items():
+            got = have.get(path)
+            if got is None:
+                raise CheckpointError(f"checkpoint: {path!r} is missing; the checkpoint is damaged")
+            if tuple(np.shape(got)) != tuple(spec.shape):
+                raise CheckpointError(
+                    f"checkpoint: {path!r} has shape {tuple(np.shape(got))}, but the config "
+                    f"implies {tuple(spec.shape)}; the checkpoint and its config.json disagree"
+                )
+    return params
 
 
 def mean_pool(hidden, mask):

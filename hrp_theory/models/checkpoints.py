@@ -362,8 +362,18 @@ def read_config(path) -> dict:
     """``config.json`` next to a checkpoint (in its model folder or the one above)."""
     near = model_folder(path)
     for folder in (near, near.parent):
-        if (folder / "config.json").exists():
-            return json.loads((folder / "config.json").read_text())
+        f = folder / "config.json"
+        if f.exists():
+            try:
+                cfg = json.loads(f.read_text())
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                raise CheckpointError(f"config: {str(f)!r} is not valid JSON ({e})") from None
+            if not isinstance(cfg, dict):
+                raise CheckpointError(
+                    f"config: {str(f)!r} holds a {type(cfg).__name__}, not an object of the "
+                    "model's settings; the file is damaged"
+                )
+            return cfg
     raise CheckpointError(
         f"checkpoint: no config.json next to {str(path)!r}; copy the model's "
         "config.json there (hrp-sim convert does)"

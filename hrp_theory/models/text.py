@@ -45,15 +45,21 @@ def load_polarity(path=None) -> tuple[list[str], np.ndarray]:
     """``(sentences, labels)`` with labels 1 (positive) and 0 (negative), in file order."""
     p = polarity_path(path)
     texts, labels = [], []
-    with open(p, encoding="utf-8-sig", newline="") as f:
-        for i, row in enumerate(csv.reader(f)):
-            if len(row) != 2 or row[0] not in ("1", "-1"):
-                raise ValueError(
-                    f'data: {str(p)!r} row {i + 1} is not ("1"|"-1", sentence): '
-                    f"{row[:2]!r}; the file is damaged, fetch it again ({HOW})"
-                )
-            labels.append(1 if row[0] == "1" else 0)
-            texts.append(row[1].strip())
+    try:
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            for i, row in enumerate(csv.reader(f)):
+                if len(row) != 2 or row[0] not in ("1", "-1"):
+                    raise ValueError(
+                        f'data: {str(p)!r} row {i + 1} is not ("1"|"-1", sentence): '
+                        f"{row[:2]!r}; the file is damaged, fetch it again ({HOW})"
+                    )
+                labels.append(1 if row[0] == "1" else 0)
+                texts.append(row[1].strip())
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(
+            f"data: {str(p)!r} is not the polarity CSV (UTF-8 text, two columns): {e}; "
+            f"fetch it again ({HOW})"
+        ) from None
     if not texts:
         raise ValueError(f"data: {str(p)!r} is empty; fetch it again ({HOW})")
     return texts, np.asarray(labels, np.int32)

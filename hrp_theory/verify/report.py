@@ -131,16 +131,30 @@ def verify_markdown(result: dict, figures: dict) -> str:
     return "\n".join(out)
 
 
-def _previous(path: Path) -> dict | None:
+def _previous(path: Path, log=None) -> dict | None:
+    """An earlier run's ``verify.json`` in the same folder, if it is whole; a damaged one is not
+    merged (and ``log`` says so): this run's file replaces it."""
+    if not path.exists():
+        return None
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
+        doc = None
     ok = (
         isinstance(doc, dict)
         and isinstance(doc.get("checks"), list)
-        and all(isinstance(c, dict) and "check" in c and "run_id" in c for c in doc["checks"])
+        and all(
+            isinstance(c, dict)
+            and isinstance(c.get("check"), str)
+            and isinstance(c.get("run_id"), str)
+            and isinstance(c.get("passed"), bool)
+            for c in doc["checks"]
+        )
+        and all(isinstance(doc.get(k, {}), dict) for k in ("runs", "data", "timings_s"))
+        and all(isinstance(v, dict) for v in doc.get("runs", {}).values())
     )
+    if not ok and log is not None:
+        log(f"verify: the earlier {path} is damaged; it is not merged and is replaced")
     return doc if ok else None
 
 
@@ -186,14 +200,16 @@ def _catalogue():
     return CHECKS
 
 
-def save(result: dict, out_dir, json_path=None, figures: bool = True) -> tuple[dict, dict]:
+def save(
+    result: dict, out_dir, json_path=None, figures: bool = True, log=None
+) -> tuple[dict, dict]:
     """Write ``verify.json``, ``report.md`` and the figures to ``out_dir`` (atomically), merged
     with an earlier run's verdicts there. Returns ``(merged result, paths)``."""
     from ..plotting import VERIFY_FIGURES
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    merged = merge(result, _previous(out / "verify.json"), new_run_id())
+    merged = merge(result, _previous(out / "verify.json", log), new_run_id())
     figs = {}
     if figures:
         figs = {
