@@ -58,11 +58,12 @@ if TYPE_CHECKING:  # what a type checker and an IDE see
 def __getattr__(name):
     """The public names and modules, imported on first use."""
     import importlib
+    import importlib.util
 
     if name in _LAZY:
         value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    elif name in _MODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+        value = importlib.import_module(f"{__name__}.{name}")  # any submodule: H.results, H.cli
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value

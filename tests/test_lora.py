@@ -53,6 +53,7 @@ def _cfg(tiny, **kw) -> LoraConfig:
     return LoraConfig(checkpoint=str(tiny), **(SMALL | kw))
 
 
+@pytest.mark.slow
 def test_every_init_leaves_the_model_unchanged_at_step_0(tiny):
     """Each init's adapted model (offset inits through their frozen factors) gives the base
     model's hidden states at step 0, to 1e-6, and its adapter is not trivially zero. LoRA-One is
@@ -107,6 +108,7 @@ def test_hrp_at_p_equal_r_spans_the_kaiming_init(tiny):
         assert start[path].A.shape[-1] == cfg.preheat_rank
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_match_a_one_seed_run(tiny, tmp_path):
     """Seed 0 of a two-seed study (vmapped) equals a one-seed study: same losses to float32
     rounding, so seeds are independent lanes of one program."""
@@ -117,6 +119,7 @@ def test_vmapped_seeds_match_a_one_seed_run(tiny, tmp_path):
     np.testing.assert_array_equal(a["test_correct"][0], b["test_correct"][0])
 
 
+@pytest.mark.slow
 def test_freeze_a_keeps_a_and_trains_b(tiny, tmp_path):
     """The theory's setting: A ends where it started, B (and the head) moved; the classic run of
     the same seeds moved A too."""
@@ -144,9 +147,10 @@ def test_budget_counts_every_inits_extra_passes():
     assert LoraConfig(steps=8, preheat_steps=10).equal_total_steps("hrp") == 0
 
 
+@pytest.mark.slow
 def test_cli_writes_outputs_and_resumes(tiny, tmp_path, capsys):
     out = tmp_path / "lora"
-    args = ["lora", "--checkpoint", str(tiny), "--inits", "kaiming,hrp,eva", "--r", "2"]
+    args = ["lora", "--checkpoint", str(tiny), "--inits", "kaiming,hrp", "--r", "2"]
     args += ["--alpha", "4", "--preheat-rank", "4", "--preheat-steps", "2", "--steps", "4"]
     args += ["--seeds", "5", "--batch-size", "8", "--max-tokens", "16", "--lanczos-steps", "3"]
     args += ["--curve-examples", "64", "--sigma-examples", "64", "--form", "classic,freeze-a"]
@@ -179,7 +183,7 @@ def test_cli_writes_outputs_and_resumes(tiny, tmp_path, capsys):
     assert "freeze-A (A fixed, B trained)" in table and "Holm-adjusted" in table
     # a rerun reuses every finished run; another --steps reruns them
     assert cli.main(args) == 0
-    assert len(json.loads((out / "summary.json").read_text())["meta"]["reused_runs"]) == 12
+    assert len(json.loads((out / "summary.json").read_text())["meta"]["reused_runs"]) == 8
     again = [*args, "--inits", "kaiming", "--steps", "3", "--lr-grid", "5e-4", "--form", "classic"]
     assert cli.main(again) == 0
     assert json.loads((out / "summary.json").read_text())["meta"]["reused_runs"] == []
@@ -231,6 +235,7 @@ def test_bbc_task_is_five_classes_with_fixed_splits():
     np.testing.assert_array_equal(task.test, again.test)
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_the_finished_runs(tiny, tmp_path):
     """SIGTERM mid-study: exit 143, the runs finished so far are on disk and named."""
     import signal

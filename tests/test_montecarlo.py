@@ -4,6 +4,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 from helpers import config
 
 import hrp_theory.seeds as mc
@@ -17,6 +18,7 @@ def _finals(res):
     return np.stack([res.per_seed[i]["final_loss"] for i in res.config.inits], axis=1)
 
 
+@pytest.mark.slow
 def test_seed_result_independent_of_seed_count_and_chunks():
     base = config(inits=INITS, seeds=12, chunk_size=12)
     ref = _finals(run_experiment(base, progress=False))
@@ -27,6 +29,7 @@ def test_seed_result_independent_of_seed_count_and_chunks():
         )
 
 
+@pytest.mark.slow
 def test_jit_and_no_jit_agree():
     cfg = config(inits=INITS, seeds=2, steps=6)
     ref = _finals(run_experiment(cfg, progress=False))
@@ -100,6 +103,7 @@ def test_same_total_budget_snapshot():
     np.testing.assert_allclose(d["final_loss_same_total"], d["loss_curve"][:, 20 - 5], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_any_batch_size_gives_the_same_seeds():
     """Batches of 1 to 64 vmapped seeds (no cap since no program issues a batched LAPACK call,
     see hrp_theory.linalg): the same per-seed results."""

@@ -156,6 +156,7 @@ def test_a_busy_folder_is_refused(tmp_path, capsys):
     assert cli.main(["compare", *SMALL, "--no-figures", "--out", str(out)]) == 0
 
 
+@pytest.mark.slow
 def test_two_processes_into_one_folder(tmp_path):
     """Two real runs started together into one --out: one writes, the other exits 2."""
     args = ["compare", *SMALL, "--seeds", "64", "--no-figures", "--out", str(tmp_path / "o")]

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 
 import numpy as np
+import pytest
 from helpers import config
 
 from hrp_theory import HrpSpec, cli, run_experiment, summarize_experiment
@@ -14,6 +15,7 @@ def _per_seed(cfg):
     return run_experiment(cfg, progress=False).per_seed
 
 
+@pytest.mark.slow
 def test_baseline_does_not_depend_on_p():
     """kaiming's A is drawn column by column from its own key: the same seed by seed whatever
     HRP's preheat rank; HRP's A_p stays nested on it (its first r columns)."""
@@ -32,6 +34,7 @@ def test_baseline_does_not_depend_on_p():
     )
 
 
+@pytest.mark.slow
 def test_adding_or_reordering_inits_changes_no_seed():
     base = config(m=12, n=10, r=2, inits=("kaiming", "hrp"), seeds=5, steps=10)
     ref = _per_seed(base)
@@ -46,6 +49,7 @@ def test_adding_or_reordering_inits_changes_no_seed():
                 np.testing.assert_array_equal(got[name][k], v, err_msg=f"{inits} {name} {k}")
 
 
+@pytest.mark.slow
 def test_sweep_over_p_keeps_the_baseline(tmp_path):
     out = tmp_path / "sw"
     assert (

@@ -23,6 +23,7 @@ from hrp_theory.models import bert, text  # noqa: E402
 from hrp_theory.models import checkpoints as ck  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.minilm
 @pytest.mark.skipif(
     not minilm_ready(),

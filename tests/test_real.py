@@ -345,6 +345,7 @@ def test_sigma_aware_hrp_at_p_equal_n_is_the_sigma_optimal_direction():
     assert abs(ce["hrp"] - ce["aligned"]) < 1e-10 and ce["aligned"] < 0.99
 
 
+@pytest.mark.slow
 def test_study_on_tiny_model_is_exact_where_theory_is(tiny, tmp_path):
     """Pathwise facts on a real-format checkpoint with synthetic ΔW: aligned captures all of
     ΔW's top-r energy, and aligned-sigma's freeze-A limit is the optimal rank-r loss."""
@@ -378,6 +379,7 @@ def test_study_on_tiny_model_is_exact_where_theory_is(tiny, tmp_path):
 # the installed MiniLM (CI installs it; kept small)
 
 
+@pytest.mark.slow
 @pytest.mark.minilm
 @pytest.mark.skipif(
     not minilm_ready(),

@@ -125,6 +125,7 @@ def test_auto_picks_the_reduced_basis_where_it_is_exact():
         _cfg(basis="reduced", base="kaiming", inits=("kaiming",))
 
 
+@pytest.mark.slow
 def test_reduced_and_spectral_runs_agree_in_distribution():
     """300 seeds each, classic GD: every init's mean final loss within 4 combined SE."""
     cfg = _cfg(seeds=300)

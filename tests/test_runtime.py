@@ -35,6 +35,7 @@ def _run(tmp_path, name, cache):
         return {k: z[k] for k in z.files}
 
 
+@pytest.mark.slow
 def test_hrp_sim_fills_the_cache_and_a_cached_run_gives_the_same_numbers(tmp_path):
     cache = tmp_path / "cache"
     first = _run(tmp_path, "a", cache)

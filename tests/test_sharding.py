@@ -14,6 +14,7 @@ from hrp_theory import cli
 HERE = Path(__file__).parent
 
 
+@pytest.mark.slow
 def test_eight_fake_cpu_devices_in_their_own_process():
     env = dict(
         os.environ,
@@ -52,6 +53,7 @@ def test_more_devices_than_exist_is_refused_with_the_fix(capsys):
     assert "devices: 64 requested" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cpu_devices_flag_splits_the_host_and_keeps_results(tmp_path):
     """``--cpu-devices 2`` (a fresh process) runs on 2 CPU devices; per-seed results equal the
     1-device run bit for bit."""

@@ -12,6 +12,7 @@ SCRIPTS = sorted((Path(__file__).parent.parent / "simulations").glob("*.py"))
 ARGS = {"theory_figures.py": ["transient"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_simulation_smoke(path, tmp_path, monkeypatch):
     if path.name == "lora_study.py" and not minilm_ready():

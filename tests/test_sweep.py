@@ -65,11 +65,11 @@ def test_interrupted_sweep_resumes(tmp_path, monkeypatch, capsys):
     real = experiment.run_experiment
     calls = []
 
-    def flaky(cfg, progress=True):
+    def flaky(cfg, progress=True, **kw):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(cfg, progress=progress)
+        return real(cfg, progress=progress, **kw)
 
     monkeypatch.setattr(experiment, "run_experiment", flaky)
     argv = [*BASE, "--vary", "scale=1,2,3", "--out", str(tmp_path)]
