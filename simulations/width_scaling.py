@@ -111,7 +111,7 @@ def figure(rows: dict):
 
     fig, axes = _subplots(1, 3, figsize=(15, 4.6))
     colors = {"random": COLORS["gaussian"], "hrp": COLORS["hrp"]}
-    names = {"random": "gaussian", "hrp": "hrp"}
+    names = {"random": "random (gaussian A)", "hrp": "hrp"}
     for ax, (label, pts) in zip(axes, rows.items()):
         n = np.array([q["n"] for q in pts], float)
         th = {k: np.array([q["theory"][k] for q in pts]) for k in pts[0]["theory"]}
@@ -203,10 +203,13 @@ def main(argv=None):
         for label, pts in rows.items():
             if pts and pts[-1]["n"] == n:
                 q = pts[-1]
+                h, lo, hi = q["hrp"], q["theory"]["hrp_lower"], q["theory"]["hrp_upper"]
+                inside = lo - 3 * h["se"] <= h["mean"] <= hi + 3 * h["se"]
                 print(
-                    f"{label:>16}  n = {n:>6}: random {q['random']['mean']:.5f} "
-                    f"(theory {q['theory']['random']:.5f}), hrp {q['hrp']['mean']:.5f} in "
-                    f"[{q['theory']['hrp_lower']:.5f}, {q['theory']['hrp_upper']:.5f}], "
+                    f"{label:>16}  n = {n:>6}: random {q['random']['mean']:.5f} ± "
+                    f"{q['random']['se']:.5f} (theory {q['theory']['random']:.5f}), hrp "
+                    f"{h['mean']:.5f} ± {h['se']:.5f} vs Theorem C's [{lo:.5f}, {hi:.5f}]: "
+                    f"{'inside' if inside else 'OUTSIDE'} within 3 SE, "
                     f"{q['wall_s']:.1f} s, {q['source']}"
                     + (
                         " (z vs law: random {random:+.2f}, hrp {hrp:+.2f})".format(**q["z_vs_law"])

@@ -10,6 +10,7 @@ compiled programs (``compiled``).
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -179,9 +180,15 @@ def train(
     losses = []
     for k in range(steps):
         stop_if_signalled()
+        if k == 0 and progress is not None:  # the first call compiles: say so, then how long
+            progress.set_postfix_str("compiling the train step…")
+            t0 = time.perf_counter()
         trainable, state, loss = prog.step(
             trainable, state, scales, base, offsets, jnp.asarray(order[:, k])
         )
+        if k == 0 and progress is not None:
+            jax.block_until_ready(loss)
+            progress.set_postfix_str(f"compile + first step {time.perf_counter() - t0:.0f} s")
         losses.append(loss)
         if on_step is not None:
             on_step(k + 1, trainable)

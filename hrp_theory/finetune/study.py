@@ -110,6 +110,7 @@ def run_one(setup: data.Setup, cfg: LoraConfig, shared: Shared, name, form, lr, 
     out["init_seconds"] = time.perf_counter() - t0
     init = {"lora": adapters, "head": shared.heads}
     if cfg.lanczos_steps > 0 and lr == cfg.lr:
+        bar.set_postfix_str("Lanczos curvature at init (compiles first)…")
         out |= curvature(prog, cfg, shared, base, init, scales, offsets)
     curve_split = data.curve_split(cfg, task)
     equal = cfg.equal_total_steps(name)
