@@ -11,7 +11,7 @@ FIGURES = {
     "01_quickstart.py": 3,
     "02_theory_vs_simulation.py": 1,
     "03_real_layers.py": 2,
-    "04_real_lora.py": 4,
+    "04_real_lora.py": 3,
 }
 
 
