@@ -57,12 +57,8 @@ def captured_lora(
     """``(S, kernels, 2)`` raw and whitened captured energy, by each seed's init subspace
     ``col(A₀)``, of the seed's own final update ``s·(B Aᵀ − B₀A₀ᵀ)``; 0 on a kernel without an
     adapter (EVA's rank 0)."""
-    out = []
-    S = next(iter(init.values())).A.shape[0]
-    for path in paths:
-        if path not in init:
-            out.append(jnp.zeros((S, 2)))
-            continue
+
+    def measure(path):
         a0, fin = init[path], final[path]
         B = fin.B if path not in offsets else jnp.concatenate([fin.B, -offsets[path].B], -1)
         A = fin.A if path not in offsets else jnp.concatenate([fin.A, offsets[path].A], -1)
@@ -72,7 +68,15 @@ def captured_lora(
             k = min(r, A.shape[-1])
             Sv, V = jax.vmap(lambda b, a: _top_r_jit(b, a, k, h))(B, A)
             per.append(jax.vmap(lambda s, v, a: _captured(s, v, h @ a))(Sv, V, a0.A))
-        out.append(jnp.stack(per, -1))
+        return jnp.stack(per, -1)
+
+    return _per_kernel(paths, init, measure)
+
+
+def _per_kernel(paths: list, init: dict, measure) -> np.ndarray:
+    """``(S, kernels, 2)``: ``measure(path)`` on each kernel with an adapter, 0 elsewhere."""
+    S = next(iter(init.values())).A.shape[0]
+    out = [measure(p) if p in init else jnp.zeros((S, 2)) for p in paths]
     return np.asarray(jnp.stack(out, 1), np.float64)
 
 
@@ -93,19 +97,16 @@ def target_directions(deltas: dict, r: int, halves: dict) -> dict:
 def captured_target(paths: list, init: dict, targets: dict, halves: dict) -> np.ndarray:
     """``(S, kernels, 2)`` raw and whitened captured energy of the full fine-tune's ``ΔW`` by
     each seed's init subspace ``col(A₀)``; 0 on a kernel without an adapter."""
-    out = []
-    S = next(iter(init.values())).A.shape[0]
-    for path in paths:
-        if path not in init:
-            out.append(jnp.zeros((S, 2)))
-            continue
-        a0 = init[path]
+
+    def measure(path):
         per = []
         for (S_r, V_r), half in zip(targets[path], (None, halves[path])):
-            X = a0.A if half is None else jnp.einsum("ij,sjr->sir", half, a0.A)
+            A = init[path].A
+            X = A if half is None else jnp.einsum("ij,sjr->sir", half, A)
             per.append(jax.vmap(lambda x: _captured(S_r, V_r, x))(X))
-        out.append(jnp.stack(per, -1))
-    return np.asarray(jnp.stack(out, 1), np.float64)
+        return jnp.stack(per, -1)
+
+    return _per_kernel(paths, init, measure)
 
 
 def full_finetune_folder(cfg: LoraConfig) -> Path | None:
