@@ -82,7 +82,9 @@ def lanczos(hvp, v0: jax.Array, k: int) -> Extremes:
     basis orthonormal in float32, so no spurious copies of converged eigenvalues appear. Cost:
     ``k`` Hessian-vector products and ``O(k²·dim)`` for the orthogonalisation. A breakdown
     (``β ≈ 0``: an invariant subspace found) is handled by continuing with a zero vector, whose
-    rows of ``T`` are then exactly zero-coupled."""
+    rows of ``T`` are then exactly zero-coupled, and their diagonal is set to ``α₀`` (a Rayleigh
+    quotient inside the Krylov space, so never outside its extreme Ritz values): without that, a
+    Hessian with few distinct eigenvalues would report a spurious 0 as an extreme."""
     n = v0.shape[0]
     dtype = v0.dtype
     Q = jnp.zeros((k + 1, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
@@ -102,9 +104,11 @@ def lanczos(hvp, v0: jax.Array, k: int) -> Extremes:
         b = jnp.linalg.norm(w)
         tiny = jnp.finfo(dtype).eps * jnp.maximum(jnp.abs(a), 1.0)
         q = jnp.where(b > tiny, w / jnp.where(b > tiny, b, 1.0), jnp.zeros_like(w))
-        return Q.at[j + 1].set(q), alpha.at[j].set(a), beta.at[j].set(b)
+        return Q.at[j + 1].set(q), alpha.at[j].set(a), beta.at[j].set(jnp.where(b > tiny, b, 0))
 
     Q, alpha, beta = jax.lax.fori_loop(0, k, body, (Q, alpha, beta))
+    alive = jnp.linalg.norm(Q[:k], axis=1) > 0  # rows after a breakdown carry a zero vector
+    alpha = jnp.where(alive, alpha, alpha[0])
     T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
     theta, S = linalg.eigh(T)
     res = jnp.abs(beta[-1] * S[-1])
