@@ -62,6 +62,14 @@ COMPARE = [
     (["--cpu-devices", "0"], "cpu_devices"),
     (["--m", "200000", "--n", "200000"], "memory"),
     (["--json", "/nonexistent-folder/x.json"], "json"),
+    # issue 24's adversarial pass: each of these was accepted, crashed or blamed another flag
+    (["--cpu-devices", "1000000000000"], "cpu_devices"),  # was an XLA fatal error
+    (["--scale", "1e308"], "scale"),  # blamed eps
+    (["--samples", "1000000000000"], "memory"),  # suggested lowering m, n
+    (["--preheat-lr", "nan", "--inits", "kaiming"], "preheat_lr"),  # unused flags: validated
+    (["--preheat-rank", "-4", "--inits", "kaiming"], "preheat_rank"),
+    (["--preheat-optimizer", "lbfgs", "--inits", "kaiming"], "preheat_optimizer"),
+    (["--json", ""], "json"),
 ]
 
 
@@ -105,6 +113,10 @@ SWEEP = [
     (["--vary", "json=a,b"], "not a sweepable"),
     (["--vary", "batch-size=1,2"], "not a sweepable"),
     (["--vary", "spectrum=values:1,0.5;values:1,,2"], "spectrum"),
+    # issue 24: a bad value later in the list was found only when its point started, after the
+    # earlier points were written
+    (["--vary", "eps=1e-3,1e-20"], "eps"),
+    (["--vary", "samples=10,1000000000000"], "memory"),
 ]
 
 
@@ -200,3 +212,19 @@ def test_lr_grid_rates_never_share_a_run_name():
         LoraConfig(lr=1e-4, lr_grid=(1e-4, 1e-4))
     near = LoraConfig(lr=5e-4, lr_grid=(1e-4, 5.0000000001e-4))
     assert near.lr in near.lrs
+
+
+def test_an_empty_out_is_refused_not_the_current_folder(capsys, tmp_path, monkeypatch):
+    """``--out ""`` wrote into the current folder (issue 24)."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["compare", *SMALL, "--out", ""]) == 2
+    assert "out" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_fetch_data_onto_a_file_is_one_line(capsys, tmp_path):
+    """``fetch-data --out FILE`` gave a traceback (issue 24)."""
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert cli.main(["fetch-data", "--out", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out" in err[0], err

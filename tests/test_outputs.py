@@ -205,3 +205,14 @@ def test_compare_files_share_a_run_id(tmp_path):
     summary, per_seed = load_run(out)
     assert json.loads((tmp_path / "s.json").read_text())["run_id"] == summary["run_id"]
     assert np.isfinite(per_seed["hrp/final_loss"]).all()
+
+
+def test_a_clean_exit_leaves_no_lock_file(tmp_path):
+    """Every output folder kept a ``.hrp-sim.lock`` after a clean exit (issue 24)."""
+    from hrp_theory import cli
+    from hrp_theory.results import LOCK
+
+    out = tmp_path / "o"
+    args = ["compare", "--m", "8", "--n", "6", "--r", "2", "--seeds", "2", "--steps", "3"]
+    assert cli.main([*args, "--quiet", "--no-figures", "--out", str(out)]) == 0
+    assert (out / "summary.json").exists() and not (out / LOCK).exists()

@@ -482,3 +482,33 @@ def test_diverged_runs_are_counted_not_averaged():
     assert s["n"] == 2 and s["diverged"] == 4 and abs(s["mean"] - 0.6) < 1e-12
     # captured energy is never a divergence, whatever its value
     assert study._ms([0.2, 0.4])["diverged"] == 0
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "object"),
+        ('{"model_type": "bert", "num_attention_heads": 0}', "num_attention_heads"),
+        ('{"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}', "not a multiple"),
+    ],
+)
+def test_malformed_model_configs_are_one_clear_error(tmp_path, config, match):
+    """A damaged ``config.json`` gave a JSONDecodeError, a ZeroDivisionError or a shape error
+    deep in the model (issue 24); now one CheckpointError (exit 2 in the CLI) naming the field."""
+    from hrp_theory.models import bert, checkpoints
+
+    (tmp_path / "config.json").write_text(config)
+    (tmp_path / "model.safetensors").write_bytes(b"")  # read_config reads only its folder
+    with pytest.raises(checkpoints.CheckpointError, match=match):
+        bert.BertConfig.from_dict(checkpoints.read_config(tmp_path / "model.safetensors"))
+
+
+def test_a_polarity_file_that_is_not_text_is_one_clear_error(tmp_path):
+    """Garbage ``--data`` gave a codec traceback (issue 24)."""
+    from hrp_theory.models import text
+
+    bad = tmp_path / "polarity.csv"
+    bad.write_bytes(b"\xff\xfe\x00garbage\x81\x82")
+    with pytest.raises(ValueError, match="polarity"):
+        text.load_polarity(bad)
