@@ -43,7 +43,13 @@ FLAGS = [
     Flag("--batch-size", "batch_size", int, "(default %(default)s)"),
     Flag("--max-tokens", "max_tokens", int, "token cap per example (default %(default)s)"),
     Flag("--targets", "targets", str, "regex over kernel paths (default %(default)r: all 36)"),
-    Flag("--seeds", "seeds", int, "seeds per init, vmapped (default %(default)s)"),
+    Flag(
+        "--seeds",
+        "seeds",
+        int,
+        "seeds per init, vmapped (default %(default)s: a quick look; the README's results use "
+        "20, and below 5 no interval is printed)",
+    ),
     Flag(
         "--curve-steps",
         "curve_steps",
