@@ -108,6 +108,8 @@ def _bridge_lines(fs: dict) -> list[str]:
                 f"bridge, across inits (captured energy of the {what} at init vs test loss): "
                 + _rho(r)
             )
+        for name, w in (b.get(f"{field}_vs_test_loss_within_init") or {}).items():
+            lines.append(f"  within {name}, across its seeds: {_rho(w)}")
     t = fs.get("theory_order")
     if t is not None:
         order = " < ".join(t["order"])
