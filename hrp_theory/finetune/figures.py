@@ -31,7 +31,7 @@ def curves(summary: dict, study: dict, cfg: LoraConfig, form: str):
     fs = summary["forms"][form]
     ref = summary["reference_init"]
     others = [n for n in fs["inits"] if n != ref]
-    cols = 4
+    cols = max(2, min(4, len(others)))  # no empty columns when few inits ran
     rows = 1 + math.ceil(len(others) / cols)
     fig, axes = _subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
     acc_ax, loss_ax = axes[0][0], axes[0][1]
@@ -68,9 +68,9 @@ def curves(summary: dict, study: dict, cfg: LoraConfig, form: str):
     for ax in axes[1:].ravel()[len(others) :]:
         ax.axis("off")
     fig.suptitle(
-        f"{cfg.task}, {FORM_TITLE[form]}: r={cfg.r}, {cfg.seeds} seeds, lr {cfg.lr:g}; "
+        f"{cfg.task}, {FORM_TITLE[form]}: r={cfg.r}, {cfg.seeds} seeds, lr {cfg.lr:g}\n"
         "bands: 95 % bootstrap over seeds and test examples",
-        fontsize=10,
+        fontsize=9,
     )
     fig.tight_layout()
     return fig
@@ -109,9 +109,9 @@ def accuracy(summary: dict, cfg: LoraConfig):
         ax.set(ylabel="test accuracy (%)", title=f"{FORM_TITLE[form]}")
         ax.legend(fontsize=7)
     fig.suptitle(
-        f"{cfg.task}: test accuracy, 95 % bootstrap intervals over {cfg.seeds} seeds and "
+        f"{cfg.task}: test accuracy\n95 % bootstrap intervals over {cfg.seeds} seeds and "
         f"{summary['meta']['split_sizes']['test']} test examples",
-        fontsize=10,
+        fontsize=9,
     )
     fig.tight_layout()
     return fig
