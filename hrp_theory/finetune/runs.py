@@ -24,7 +24,7 @@ def run_key(cfg: LoraConfig, name: str, form: str, lr: float, bridge_target: boo
     for f in ("inits", "forms", "lr_grid", "lr", "target_loss"):  # the report's only
         d.pop(f)
     d |= {"init": name, "form": form, "run_lr": lr, "bridge_target": bridge_target}
-    if name not in ("eva",):
+    if name != "eva":  # ρ only shapes EVA's ranks
         d.pop("eva_rho")
     return json.dumps(d, sort_keys=True)
 
