@@ -49,6 +49,8 @@ def catch():
         return
     _state["signal"] = None
     previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _redeliver(previous_hook)
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -59,11 +61,28 @@ def catch():
         yield
     finally:
         signal.set_wakeup_fd(old_fd)
+        sys.unraisablehook = previous_hook
         stop.set()
         os.close(write_fd)  # the watchdog's read returns b"" and it ends
         watchdog.join(timeout=1.0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _redeliver(previous):
+    """An ``unraisablehook``: when the handler's ``KeyboardInterrupt`` was raised where Python
+    can only print it (a garbage-collection callback, as JAX registers, or a ``__del__``), send
+    the signal again a moment later so that it lands in the program; other reports go on to the
+    previous hook. Without it, a signal while JAX starts was printed and the run went on."""
+
+    def hook(unraisable):
+        sig = _state["signal"]
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and sig is not None:
+            threading.Timer(0.01, os.kill, (os.getpid(), sig)).start()
+            return
+        previous(unraisable)
+
+    return hook
 
 
 def _watch(read_fd: int, stop: threading.Event) -> None:

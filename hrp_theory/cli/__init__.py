@@ -19,6 +19,7 @@ per command group (``compare``, ``sweep``, ``verify``, ``real``): a new command 
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 
@@ -43,7 +44,11 @@ def main(argv=None) -> int:
     from .. import interrupts, runtime
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command's own parser: "hrp-sim compare: error: …"
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = argv
     with interrupts.catch():
         try:

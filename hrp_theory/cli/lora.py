@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -118,7 +119,7 @@ def config(a: argparse.Namespace):
     kw["forms"] = names(kw["forms"], "form")
     kw["lr_grid"] = _floats(kw["lr_grid"], "lr_grid")
     curve = _floats(kw["curve_steps"], "curve_steps")
-    if curve is not None and any(v != int(v) for v in curve):
+    if curve is not None and any(not math.isfinite(v) or v != int(v) for v in curve):
         raise ValueError(f"curve_steps: {kw['curve_steps']!r} must be whole steps such as 10,25,50")
     kw["curve_steps"] = None if curve is None else tuple(int(v) for v in curve)
     return LoraConfig(seed=a.seed, **kw)

@@ -29,6 +29,8 @@ def lr_label(lr: float) -> str:
 
 
 LORA_TASKS = ("polarity", "bbc")
+#: The most Lanczos steps: the Krylov basis keeps one vector of the trained parameters per step.
+MAX_LANCZOS = 1000
 #: The peers (PEFT's default, the data-aware inits, HRP) and the end-to-end oracles, which need
 #: the task's full fine-tune (``hrp-sim finetune --task TASK``).
 PEER_INITS = ("kaiming", "gaussian", "pissa", "olora", "lora-ga", "lora-one", "eva", "corda", "hrp")
@@ -133,6 +135,12 @@ class LoraConfig:
             non_negative(getattr(self, f), f)
         if 0 < self.lanczos_steps < 2:
             raise ValueError("lanczos_steps: use 0 (no curvature) or at least 2 steps")
+        if self.lanczos_steps > MAX_LANCZOS:
+            raise ValueError(
+                f"lanczos_steps: {self.lanczos_steps} is above {MAX_LANCZOS}; the Krylov basis "
+                "keeps one copy of every trained parameter per step, and 20-100 steps resolve "
+                "the extreme eigenvalues"
+            )
         if self.max_tokens < 3:
             raise ValueError(f"max_tokens: {self.max_tokens} leaves no room for a word; use >= 3")
         if self.preheat_rank < self.r:
@@ -151,6 +159,11 @@ class LoraConfig:
         check_seed(self.seed)
         self._check_grid()
         self._check_curve()
+        if not self.targets.strip():
+            raise ValueError(
+                "targets: empty; an empty regex would put adapters on every kernel, the pooler's "
+                "included; give one such as 'encoder/' (the default)"
+            )
         regex(self.targets, "targets")
 
     def _check_grid(self) -> None:

@@ -34,6 +34,10 @@ from ..validation import seed as check_seed
 M_, N_, R_ = 48, 64, 4  # the canonical sizes of docs/theory.md §2
 #: ``Settings.basis``: the fastest exact basis for each check, or dense problems everywhere.
 BASES = ("auto", "dense")
+#: The SE multiples a rule may use: below 1 true statements fail by chance, above 10 any
+#: estimate passes. Pathwise identities hold to float64 rounding.
+MIN_N_SE, MAX_N_SE = 1.0, 10.0
+MAX_PATHWISE_TOL = 1e-3
 GAP = "gap:4:0.1"  # docs/theory.md §5.4's spectrum: σ_r − σ_{r+1} = 0.1
 SPECTRA = {"power": "power:1", "exp": "exp:3", "sqrt": "power:0.5", "spike8": "rank:8"}
 
@@ -82,6 +86,17 @@ class Settings:
         one_of(self.basis, "basis", BASES)
         for f in ("n_se_expect", "n_se_bound", "pathwise_tol"):
             positive_number(getattr(self, f), f)
+        for f in ("n_se_expect", "n_se_bound"):
+            if not MIN_N_SE <= getattr(self, f) <= MAX_N_SE:
+                raise ValueError(
+                    f"{f}: {getattr(self, f):g} SE is outside [{MIN_N_SE:g}, {MAX_N_SE:g}]: below, "
+                    "true statements fail by chance; above, any estimate passes"
+                )
+        if self.pathwise_tol > MAX_PATHWISE_TOL:
+            raise ValueError(
+                f"pathwise_tol: {self.pathwise_tol:g} is above {MAX_PATHWISE_TOL:g}; a pathwise "
+                "identity holds to rounding in float64, so a looser tolerance hides a wrong one"
+            )
         if self.pathwise_tol < 1e3 * np.finfo(np.float64).eps:
             raise ValueError(
                 f"pathwise_tol: {self.pathwise_tol:g} is below what float64 can "
