@@ -13,8 +13,12 @@ the interpreter; a thread stuck inside one compiled XLA call (LAPACK spinning on
 pipe that a watchdog thread reads: if the handler has not run ``GRACE_S`` seconds after a
 signal arrived, the watchdog says so and leaves the process with ``os._exit(128 + signal)``.
 Every file the run wrote is complete by then (each write is atomic), so nothing half-written is
-left. ``leave(code)`` is the same hard exit for the command-line entry after an interrupt: the
-interpreter's teardown waits for XLA's threads, which may still be busy.
+left. Two places where Python cannot raise the handler's exception get the signal again a moment
+later instead: inside an ``import`` (a ``KeyboardInterrupt`` there broke jaxlib's extension
+modules: abort, SIGSEGV) and inside a garbage-collection callback (JAX registers one; the
+exception was printed and the run went on). ``leave(code)`` is the same hard exit for the
+command-line entry after an interrupt: the interpreter's teardown waits for XLA's threads, which
+may still be busy.
 """
 
 from __future__ import annotations
@@ -37,7 +41,30 @@ def _handler(signum, frame):
     if _state["deferring"] and _state["pending"] is None:
         _state["pending"] = signum  # finish the writes first
         return
+    if _importing(frame):  # raising inside an import can break a C extension's set-up
+        _deliver_again(signum)
+        return
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _importing(frame) -> bool:
+    """Whether the interrupted code runs inside an ``import`` (Python's import machinery is on
+    the stack). A ``KeyboardInterrupt`` raised while jaxlib's extension modules initialise was
+    seen to abort the process (``nanobind::python_error``), crash it (SIGSEGV) or surface as
+    another exception; the signal waits until the import is done instead."""
+    depth = 0
+    while frame is not None and depth < 500:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame, depth = frame.f_back, depth + 1
+    return False
+
+
+def _deliver_again(signum: int, after_s: float = 0.02) -> None:
+    """Send ``signum`` to this process again a moment later (from a timer thread)."""
+    timer = threading.Timer(after_s, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
 
 
 @contextlib.contextmanager
@@ -78,7 +105,7 @@ def _redeliver(previous):
     def hook(unraisable):
         sig = _state["signal"]
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and sig is not None:
-            threading.Timer(0.01, os.kill, (os.getpid(), sig)).start()
+            _deliver_again(sig)
             return
         previous(unraisable)
 

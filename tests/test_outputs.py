@@ -244,3 +244,31 @@ def test_a_signal_inside_a_gc_callback_is_not_lost():
     finally:
         gc.callbacks.remove(callback)
     assert interrupts.received() == signal.SIGINT
+
+
+def test_a_signal_during_an_import_waits_for_the_import(tmp_path, monkeypatch):
+    """A KeyboardInterrupt raised while jaxlib's extension modules initialised aborted the
+    process (nanobind::python_error), crashed it (SIGSEGV) or surfaced as another exception
+    (tools/adversarial_scenarios.py, under load). A signal inside an import now waits until the
+    import is done, then interrupts as usual."""
+    import importlib
+
+    from hrp_theory import interrupts
+
+    (tmp_path / "slow_module_for_signal_test.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "t0 = time.time()\n"
+        "while time.time() - t0 < 0.3:\n"
+        "    pass\n"
+        "COMPLETE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = []
+    with pytest.raises(KeyboardInterrupt), interrupts.catch():
+        imported.append(importlib.import_module("slow_module_for_signal_test"))
+        deadline = time.time() + 5
+        while time.time() < deadline:  # the signal, delivered again, lands here
+            time.sleep(0.01)
+    assert imported and imported[0].COMPLETE  # the import finished before the interrupt
+    assert interrupts.received() == signal.SIGTERM

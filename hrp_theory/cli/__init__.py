@@ -75,16 +75,16 @@ def entry() -> None:
 
     stop = {signal.SIGINT, signal.SIGTERM}
     code = None
-    with interrupts.catch():
-        try:
+    try:  # around the ``with``: a signal may also land while ``catch`` sets itself up
+        with interrupts.catch():
             code = main()
             signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # from here on, a signal waits
-        except KeyboardInterrupt:
-            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-            name = signal.Signals(interrupts.received() or signal.SIGINT).name
-            when = "while starting" if code is None else "after it finished"
-            print(f"hrp-sim: interrupted ({name}) {when}; nothing was lost", file=sys.stderr)
-            code = interrupts.exit_code()
+    except KeyboardInterrupt:
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        name = signal.Signals(interrupts.received() or signal.SIGINT).name
+        when = "while starting" if code is None else "after it finished"
+        print(f"hrp-sim: interrupted ({name}) {when}; nothing was lost", file=sys.stderr)
+        code = interrupts.exit_code()
     late = signal.sigpending() & stop
     if late and code == 0:
         sig = max(late)
