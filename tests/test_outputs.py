@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,22 +49,12 @@ def _start(args, tmp_path):
 
 
 def _wait_for_seeds(proc, at_least: int, timeout: float = 240.0) -> None:
-    """Read the progress bar (stderr) until ``at_least`` seeds are done."""
-    buf, t0 = "", time.time()
-    while time.time() - t0 < timeout:
-        ch = proc.stderr.read(1)
-        if not ch:
-            break
-        buf += ch
-        for part in buf.replace("\r", "\n").split("\n")[-3:]:
-            if "seed" in part and "/" in part:
-                try:
-                    done = int(part.split("|")[-1].split("/")[0].strip().split()[-1])
-                except (ValueError, IndexError):
-                    continue
-                if done >= at_least:
-                    return
-    raise AssertionError(f"no progress: {buf[-500:]}")
+    """Read the progress bar (stderr) until ``at_least`` seeds are done (the adversarial
+    scenarios' reader, tools/adversarial_scenarios.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from adversarial_scenarios import seeds_done
+
+    assert seeds_done(proc, at_least, timeout), "no progress before the signal"
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -55,7 +55,7 @@ def _wait_for(cond, proc, timeout=300.0) -> bool:
     return False
 
 
-def _seeds_done(proc, at_least: int, timeout: float = 300.0) -> bool:
+def seeds_done(proc, at_least: int, timeout: float = 300.0) -> bool:
     """Read the progress bar (stderr, carriage returns) until ``at_least`` seeds are done."""
     buf, t0 = "", time.time()
     while time.time() - t0 < timeout:
@@ -136,7 +136,7 @@ def compare_signal_mid_run(sig: int):
     def run(tmp: Path):
         out = tmp / "out"
         proc = _start([*LONG_COMPARE, "--out", str(out)], tmp)
-        if not _seeds_done(proc, 32):
+        if not seeds_done(proc, 32):
             proc.kill()
             return "no progress before the signal"
         time.sleep(1.0)
