@@ -1,7 +1,11 @@
 """Tests run in float64 (THEORY's checks are stated there); CLI tests run float32 subprocesses."""
 
 import os
+import sys
+from pathlib import Path
 
+# The repo's tools (import_graph, render_check, adversarial…) are importable by the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 # hrp-sim keeps compiled programs in ~/.cache; the suite stays hermetic (tests/test_runtime.py
 # checks the cache itself in a folder of its own).

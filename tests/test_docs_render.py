@@ -4,16 +4,16 @@ error and no request outside the site (tools/render_check.py). Needs Debian's `c
 `browser` extra; skipped with its reason without them (CI installs both)."""
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import render_check
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import render_check  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(
@@ -36,7 +36,7 @@ def site(tmp_path_factory):
     run = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(out)],
         cwd=ROOT,
-        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1", "HRP_DOCS_EXECUTE": "false"},
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "HRP_DOCS_EXECUTE": "false"},
         capture_output=True,
         text=True,
         timeout=600,

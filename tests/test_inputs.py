@@ -237,10 +237,6 @@ ADVERSARIAL_SLOW = ("demo", "real", "lora", "finetune")  # these load MiniLM per
 
 
 def _adversarial(command):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     import adversarial
 
     why = adversarial.available(command)

@@ -127,9 +127,6 @@ def test_smoke_studies_give_the_numbers_recorded_before_the_move(tmp_path):
 def test_the_import_graph_has_no_circle_no_climb_and_no_module_over_400_lines():
     """``tools/import_graph.py``: the package's modules form layers (core < models < studies <
     compat shims < cli < the package's facade) with no import circle and no import back up."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     import import_graph
 
     r = import_graph.report()

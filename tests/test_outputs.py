@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,7 +50,6 @@ def _start(args, tmp_path):
 def _wait_for_seeds(proc, at_least: int, timeout: float = 240.0) -> None:
     """Read the progress bar (stderr) until ``at_least`` seeds are done (the adversarial
     scenarios' reader, tools/adversarial_scenarios.py)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     from adversarial_scenarios import seeds_done
 
     assert seeds_done(proc, at_least, timeout), "no progress before the signal"

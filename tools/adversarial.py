@@ -74,11 +74,11 @@ NO_VALUE_SKIP = {"--help"}
 # Flags whose value is free text by design (checked by what they connect to).
 FREE_TEXT = {"--coordinator"}
 
-# (command or "*", flag, value) -> what the accepted value means. Anything accepted that is not
-# here is a failure: a value slipped past validation.
+# (command or "*", flag or "*", value) -> what the accepted value means. Anything accepted that is
+# not here is a failure: a value slipped past validation. Every entry is met by the pass (the
+# values the commands refuse have none).
 ACCEPTED = {
     ("*", "--seed", "0"): "the default root seed",
-    ("*", "--seed", "99999999999999999999"): "refused: above 2^64 - 1",
     ("*", "--lanczos-steps", "0"): "documented: skip the curvature",
     ("*", "--curve-examples", "0"): "documented: every test example",
     ("*", "--weight-decay", "0"): "no weight decay (the default)",
@@ -89,26 +89,8 @@ ACCEPTED = {
     ("*", "--noise", "-0.0"): "noiseless targets",
     ("*", "--w0-align", "0"): "W0 unaligned (the default)",
     ("*", "--w0-align", "-0.0"): "W0 unaligned",
-    ("*", "--w0-scale", "0"): "W0 = 0 (the default)",
-    ("*", "--w0-scale", "-0.0"): "W0 = 0",
-    ("*", "--preheat-steps", "0"): "no preheat: HRP from the random draw (the p = r identity)",
-    ("*", "--record-every", "0"): "documented: record only the final loss",
-    ("*", "--samples", "0"): "documented: the population loss",
-    ("*", "--chunk-size", "0"): "documented: one chunk",
-    ("*", "--batch-size", "0"): "documented: full batch",
-    ("*", "--devices", "0"): "documented: every device",
-    ("*", "--num-processes", "0"): "only read with --distributed",
-    ("*", "--process-id", "0"): "only read with --distributed",
-    ("*", "--process-id", "-1"): "only read with --distributed",
-    ("*", "--num-processes", "-1"): "only read with --distributed",
-    ("*", "--eva-rho", "1e-300"): "refused",
-    ("*", "--target-loss", "0"): "steps-to-target never reached is reported as such",
-    ("*", "--target-loss", "-0.0"): "as 0",
-    ("*", "--target-loss", "1e-300"): "as 0",
-    ("*", "--target-loss", "-1"): "never reached: reported as such",
+    ("*", "--target-loss", "1e-300"): "a loss no run reaches: reported as not reached",
     ("*", "--target-loss", "99999999999999999999"): "reached at step 0: reported as such",
-    ("*", "--train-limit", "0"): "documented: the whole training split",
-    ("*", "--tokens", "0"): "documented: every token of the corpus",
     ("*", "*", "1_000"): "read as 1000 (Python's digit grouping, as int() and float() read it)",
     ("*", "--train-limit", "99999999999999999999"): "a cap above the split: the whole split",
     ("*", "--batch-size", "99999999999999999999"): "above --seeds: every seed in one batch",
@@ -273,7 +255,7 @@ def run_case(c: Case, work: Path) -> Case:
     if rc is None:
         c.outcome = "accepted"
         reason = _accepted_reason(c)
-        c.ok = c.kind == "edge" and reason is not None and not reason.startswith("refused")
+        c.ok = c.kind == "edge" and reason is not None
         c.why = "" if c.ok else "accepted: a value no check refused"
         return c
     c.outcome = "refused" if rc == 2 else f"exit {rc}"

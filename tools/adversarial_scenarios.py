@@ -181,9 +181,16 @@ def signal_after_last_write(sig: int):
 def sweep_signal_then_resume():
     def run(tmp: Path):
         out = tmp / "out"
-        args = ["sweep", *LONG_COMPARE[1:], "--vary", "lr=0.05,0.1,0.2", "--out", str(out)]
-        args = [a for a in args if a != "4096"]
-        args[args.index("--seeds") + 1 : args.index("--seeds") + 1] = ["64"]
+        args = ["sweep", "--m", "32", "--n", "32", "--steps", "400", "--seeds", "64"]
+        args += [
+            "--chunk-size",
+            "16",
+            "--no-figures",
+            "--vary",
+            "lr=0.05,0.1,0.2",
+            "--out",
+            str(out),
+        ]
         proc = _start(args, tmp)
         first = out / "points" / "point-000.json"
         _wait_for(first.exists, proc, 300)

@@ -159,12 +159,11 @@ class LoraConfig:
         check_seed(self.seed)
         self._check_grid()
         self._check_curve()
-        if not self.targets.strip():
+        if not regex(self.targets, "targets").strip():
             raise ValueError(
                 "targets: empty; an empty regex would put adapters on every kernel, the pooler's "
                 "included; give one such as 'encoder/' (the default)"
             )
-        regex(self.targets, "targets")
 
     def _check_grid(self) -> None:
         if self.lr_grid is None:
