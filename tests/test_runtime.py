@@ -51,9 +51,17 @@ def test_hrp_sim_fills_the_cache_and_a_cached_run_gives_the_same_numbers(tmp_pat
 
 
 def test_an_unwritable_cache_folder_leaves_the_cache_off(tmp_path):
+    import jax
+
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    assert runtime.compile_cache(blocker / "sub") is None
+    suite = jax.config.jax_compilation_cache_dir  # the suite's own cache (tests/conftest.py)
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        assert runtime.compile_cache(blocker / "sub") is None
+        assert jax.config.jax_compilation_cache_dir is None
+    finally:
+        jax.config.update("jax_compilation_cache_dir", suite)
 
 
 def test_configure_runs_numpy_blas_on_one_thread(monkeypatch):

@@ -33,13 +33,17 @@ BLOCKS = ("adapters", "adapters+head")
 
 
 def optimizer(cfg: LoraConfig, lr: float, form: str = "classic"):
-    """The main run's optimizer; in the ``freeze-a`` form ``A`` gets no update."""
+    """The main run's optimizer; in the ``freeze-a`` form ``A`` gets no update. The learning
+    rate (and AdamW's decay) live in the optimizer's state, in the parameters' dtype
+    (``optax.inject_hyperparams``), not in the program: one compiled train step serves every
+    rate of a grid, and the arithmetic is the one a constant rate gives."""
+    inject = optax.inject_hyperparams
     if cfg.optimizer == "adamw":
-        opt = optax.adamw(lr, weight_decay=cfg.weight_decay)
+        opt = inject(optax.adamw)(learning_rate=lr, weight_decay=cfg.weight_decay)
     elif cfg.optimizer == "adam":
-        opt = optax.adam(lr)
+        opt = inject(optax.adam)(learning_rate=lr)
     else:
-        opt = optax.sgd(lr)
+        opt = inject(optax.sgd)(learning_rate=lr)
     if form == "classic":
         return opt
 
@@ -148,12 +152,13 @@ def evaluate(prog: Programs, trainable, scales, base, offsets, split: np.ndarray
 COMPILED: dict = {}  # the current study's compiled programs (cleared by run_study)
 
 
-def compiled(setup: Setup, cfg: LoraConfig, lr: float, form: str) -> Programs:
-    """``programs`` cached per study and settings: the inits of a study share their compiled
-    train step, evaluation and curvature."""
-    key = (id(setup), cfg.optimizer, cfg.weight_decay, lr, form, cfg.lanczos_steps)
+def compiled(setup: Setup, cfg: LoraConfig, form: str) -> Programs:
+    """``programs`` cached per study and settings: the inits and learning rates of a study share
+    their compiled train step, evaluation and curvature (the rate is in the optimizer's state,
+    ``optimizer``)."""
+    key = (id(setup), cfg.optimizer, form, cfg.lanczos_steps)
     if key not in COMPILED:
-        COMPILED[key] = programs(setup, optimizer(cfg, lr, form), form, cfg.lanczos_steps)
+        COMPILED[key] = programs(setup, optimizer(cfg, cfg.lr, form), form, cfg.lanczos_steps)
     return COMPILED[key]
 
 

@@ -52,7 +52,7 @@ def start(setup: data.Setup, cfg: LoraConfig, shared: Shared, name: str, form: s
     in the run's form)."""
     st, hy = inits.init_static(cfg), inits.init_hyper(cfg, lr)
     if name == "hrp":
-        prog_p = programs.compiled(setup, cfg, lr, form)
+        prog_p = programs.compiled(setup, cfg, form)
         begin = inits.preheat_start(setup.kernels, shared.keys, st, hy)
         s_p = {p: cfg.scale(cfg.preheat_rank) for p in begin}
         pre, _ = programs.train(
@@ -70,7 +70,7 @@ def start(setup: data.Setup, cfg: LoraConfig, shared: Shared, name: str, form: s
         return adapters, {}, {p: cfg.scale(cfg.r) for p in adapters}
     grads = None
     if name in inits.NEEDS_GRADIENT:
-        prog = programs.compiled(setup, cfg, lr, form)
+        prog = programs.compiled(setup, cfg, form)
         grads = inits.full_gradients(setup, cfg, prog, shared.heads, shared.order)
     return inits.initialize(
         name, setup.kernels, shared.keys, st, hy, cfg, grads=grads, inputs=shared.inputs
@@ -97,7 +97,7 @@ def run_one(setup: data.Setup, cfg: LoraConfig, shared: Shared, name, form, lr, 
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    prog = programs.compiled(setup, cfg, lr, form)
+    prog = programs.compiled(setup, cfg, form)
     base, task = setup.base, setup.task
     bar = tqdm(
         total=cfg.steps + (cfg.preheat_steps if name == "hrp" else 0),
