@@ -9,7 +9,11 @@
 * ``width_slope``: the log-log slope of the reduced basis's time per seed against m = n from 64
   to 65536 (everything else fixed);
 * ``million_seeds_s``: 10⁶ seeds at m = n = 4096 with streamed statistics (bounded memory),
-  and the process's peak RSS.
+  and the process's peak RSS;
+* ``roofline``: the flops of a reduced seed counted from the shapes (``seed_flops``), the
+  float32 matmul peak measured in the same run on the same devices (``matmul_peak``), and the
+  fraction of that peak the reduced run reaches (a lower bound: records and metrics are not
+  counted).
 
 Every run uses the library defaults: one XLA CPU device per core, and the chunk and batch sizes
 ``hrp_theory.devices`` picks for the basis.
@@ -37,6 +41,43 @@ def config(H, n: int, seeds: int, basis: str, steps: int = 200):
         seeds=seeds,
         basis=basis,
     )
+
+
+def step_flops(q: int, rows: int, cols: int, k: int) -> int:
+    """Flops of one GD step of a classic rank-``q`` LoRA on ``rows × cols`` reduced coordinates
+    against ``diag(σ₁…σ_k)`` (``losses.factor_grads``): the four small products ``AᵀA``,
+    ``B(AᵀA)``, ``BᵀB``, ``A(BᵀB)`` (2 flops a multiply-add), the diagonal target's two
+    products, the gradients' scalings and the update."""
+    products = 2 * q * q * (cols + rows + rows + cols)
+    return products + 2 * k * q + 5 * q * (rows + cols)
+
+
+def seed_flops(H, cfg) -> int:
+    """Flops of one seed of the benchmark's config (classic LoRA by GD in the reduced basis):
+    every init's main run at rank r, and HRP's preheat at rank p."""
+    if cfg.lora.form != "classic" or cfg.train.optimizer != "gd":
+        raise ValueError("seed_flops counts classic LoRA trained by GD only")
+    b = H.bases.resolve_basis(cfg)
+    main = cfg.train.steps * step_flops(cfg.lora.r, b.rows, b.cols, b.rank)
+    pre = cfg.hrp.steps * step_flops(cfg.preheat_rank, b.rows, b.cols, b.rank)
+    return len(cfg.inits) * main + ("hrp" in cfg.inits) * pre
+
+
+def matmul_peak(H, size: int = 1024, reps: int = 10) -> float:
+    """Float32 flop/s of one ``size``-square matmul per device, all local devices at once (the
+    seeds' devices: one per core on a CPU)."""
+    import jax
+    import jax.numpy as jnp
+
+    d = H.devices.local_devices()
+    x = jax.device_put(jnp.ones((d, size, size), jnp.float32) / size, H.devices.seed_sharding(d))
+    f = jax.jit(lambda a: a @ a)
+    f(x).block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        x = f(x)
+    x.block_until_ready()
+    return reps * d * 2 * size**3 / (time.perf_counter() - t0)
 
 
 def timed(H, cfg, stream: bool = False) -> float:
@@ -86,6 +127,23 @@ def main(argv=None):
         f"m = n = {W}: dense {rate_dense:,.0f} seed·steps/s ({a.dense_seeds} seeds), reduced "
         f"{rate_red:,.0f} ({a.reduced_seeds} seeds): reduced_speedup = "
         f"{out['reduced_speedup']:,.0f}x",
+        flush=True,
+    )
+
+    # 1b. the roofline: flops of a seed against the matmul peak of this run
+    flops = seed_flops(H, red)
+    peak = matmul_peak(H)
+    achieved = flops * a.reduced_seeds / t_red
+    out["roofline"] = {
+        "seed_flops": flops,
+        "matmul_peak_flops": peak,
+        "achieved_flops": achieved,
+        "fraction_of_peak": achieved / peak,
+    }
+    print(
+        f"roofline: {flops / 1e6:.2f} Mflop a reduced seed, {achieved / 1e9:.2f} GFLOP/s "
+        f"achieved against a float32 matmul peak of {peak / 1e9:.1f} GFLOP/s: "
+        f"{100 * achieved / peak:.1f} % of peak",
         flush=True,
     )
 

@@ -48,7 +48,7 @@ if SMOKE:
         preheat_steps=2,
         preheat_rank=16,
         batch_size=8,
-        max_tokens=16,
+        max_tokens=8,
         forms=("freeze-a",),  # the theory's own setting only, at CI size
         curve_steps=(2, 4),
         curve_examples=64,

@@ -115,6 +115,31 @@ def test_reduced_benchmark_tiny(tmp_path):
     js = json.loads(out.read_text())
     assert js["reduced_speedup"] > 0 and js["million_seeds_s"] > 0 and js["peak_rss_mb"] > 0
     assert js["width"]["n"] == [32, 64] and np.isfinite(js["width_slope"])
+    roof = js["roofline"]
+    assert roof["seed_flops"] > 0 and 0 < roof["fraction_of_peak"] <= 1, roof
+
+
+def test_reduced_benchmark_counts_the_flops_xla_counts():
+    """``step_flops`` (the roofline's count from the shapes) against XLA's own cost analysis of
+    one GD step in the reduced basis: within 20 % (XLA counts a broadcast-and-sum product's
+    reduction as it lowers it; the count here is 2 flops a multiply-add)."""
+    import jax
+    import jax.numpy as jnp
+
+    from hrp_theory import factors, losses, problems
+
+    step_flops = runpy.run_path(str(ROOT / "benchmarks" / "reduced.py"))["step_flops"]
+    for rows, cols, k, r in [(8, 24, 8, 4), (8, 24, 8, 16), (12, 20, 12, 2)]:
+        obj = problems.diagonal_problem(jnp.linspace(1.0, 2.0, k), rows, cols).objective
+
+        def step(B, A):
+            g = losses.factor_grads(factors.LoraParams(B, A), obj, 0.5)
+            return B - 0.1 * g.B, A - 0.1 * g.A
+
+        cost = jax.jit(step).lower(jnp.ones((rows, r)), jnp.ones((cols, r))).compile()
+        analysis = cost.cost_analysis()
+        xla = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
+        assert abs(step_flops(r, rows, cols, k) - xla) <= 0.2 * xla, (rows, cols, k, r, xla)
 
 
 @pytest.mark.slow

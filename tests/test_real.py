@@ -419,6 +419,8 @@ def test_minilm_finetune_then_real_study_end_to_end(tmp_path, capsys):
                 "8",
                 "--train-limit",
                 "32",
+                "--max-length",
+                "16",
                 "--quiet",
             ]
         )
