@@ -60,6 +60,16 @@ def ours_setup():
     return cfg, setup, keys
 
 
+@functools.lru_cache(maxsize=1)
+def task_gradients(cfg: LoraConfig):
+    """The full-weight task gradients LoRA-GA and LoRA-One start from (computed once for both)."""
+    _, setup, keys = ours_setup()
+    order = data.batch_order(cfg, setup.task.train, cfg.grad_batches)
+    hd = data.heads(keys, setup.hidden, 2)
+    prog = programs.compiled(setup, cfg, "classic")
+    return inits.full_gradients(setup, cfg, prog, hd, order), order, hd
+
+
 def ours(name: str, **cfg_kw):
     """Our init ``name`` on MiniLM: ``{path: (s·BAᵀ, W0 − s·BAᵀ if moved else None, B, A)}``."""
     import dataclasses
@@ -67,12 +77,7 @@ def ours(name: str, **cfg_kw):
     cfg, setup, keys = ours_setup()
     cfg = dataclasses.replace(cfg, **cfg_kw)
     st, hy = inits.init_static(cfg), inits.init_hyper(cfg, cfg.lr)
-    grads = None
-    order = data.batch_order(cfg, setup.task.train, cfg.grad_batches)
-    hd = data.heads(keys, setup.hidden, 2)
-    if name in inits.NEEDS_GRADIENT:
-        prog = programs.compiled(setup, cfg, "classic")
-        grads = inits.full_gradients(setup, cfg, prog, hd, order)
+    grads, order, hd = task_gradients(cfg) if name in inits.NEEDS_GRADIENT else (None, None, None)
     # the activation pass only for the inits that read it (it is 8 s of MiniLM a call)
     inputs = inits.study_inputs(setup, cfg, None, False) if name in inits.NEEDS_INPUTS else None
     ad, off, scales = inits.initialize(name, setup.kernels, keys, st, hy, cfg, grads, inputs)
