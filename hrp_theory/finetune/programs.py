@@ -162,6 +162,16 @@ def compiled(setup: Setup, cfg: LoraConfig, form: str) -> Programs:
     return COMPILED[key]
 
 
+def settled_state(opt, trainable: dict):
+    """``opt``'s seed-vmapped initial state in the dtypes an update leaves it in. Under x64 the
+    rate and Adam's betas are float64, so after one step the moments of float32 factors are
+    float64; starting them there (zeros either way: the same numbers) keeps one compiled train
+    step instead of one for step 1 and another for the rest."""
+    state = jax.vmap(opt.init)(trainable)
+    after = jax.eval_shape(jax.vmap(opt.update), trainable, state, trainable)[1]
+    return jax.tree.map(lambda x, a: x.astype(a.dtype), state, after)
+
+
 def train(
     prog: Programs,
     opt,
@@ -181,7 +191,7 @@ def train(
     trainable = jax.tree.map(jnp.array, start)
     if steps == 0:
         return trainable, np.zeros((order.shape[0], 0))
-    state = jax.vmap(opt.init)(trainable)
+    state = settled_state(opt, trainable)
     losses = []
     for k in range(steps):
         stop_if_signalled()
