@@ -288,3 +288,24 @@ def test_full_finetune_reference_row(tmp_path, monkeypatch):
     assert (ref["test_accuracy"], ref["test_examples"], ref["steps"]) == (0.8175, 2000, 150)
     assert bridge.full_finetune_reference(LoraConfig(task="bbc")) is None
     assert bridge.full_finetune_reference(LoraConfig(checkpoint=str(tmp_path))) is None
+
+
+@pytest.mark.parametrize("form", ["classic", "freeze-a"])
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
+def test_optimizer_state_starts_in_the_dtypes_a_step_leaves(form, name):
+    """Under x64 the injected rate and betas are float64: the moments of float32 factors leave
+    the first update as float64. ``settled_state`` starts them there, so the train step's
+    signature (and its compiled program) is the same at every step; the values are the init's."""
+    from hrp_theory.factors import LoraParams
+
+    cfg = LoraConfig(optimizer=name)
+    opt = programs.optimizer(cfg, cfg.lr, form)
+    ab = LoraParams(B=jnp.zeros((2, 4, 2), jnp.float32), A=jnp.ones((2, 3, 2), jnp.float32))
+    trainable = {"lora": {"k": ab}, "head": {"kernel": jnp.ones((2, 3, 2))}}
+    state = programs.settled_state(opt, trainable)
+    _, after = jax.vmap(opt.update)(trainable, state, trainable)
+    dtypes = lambda t: [x.dtype for x in jax.tree.leaves(t)]
+    assert dtypes(state) == dtypes(after)
+    fresh = jax.vmap(opt.init)(trainable)
+    for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(fresh)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -34,9 +34,9 @@ BLOCKS = ("adapters", "adapters+head")
 
 def optimizer(cfg: LoraConfig, lr: float, form: str = "classic"):
     """The main run's optimizer; in the ``freeze-a`` form ``A`` gets no update. The learning
-    rate (and AdamW's decay) live in the optimizer's state, in the parameters' dtype
+    rate (and AdamW's decay) live in the optimizer's state, in JAX's default float dtype
     (``optax.inject_hyperparams``), not in the program: one compiled train step serves every
-    rate of a grid, and the arithmetic is the one a constant rate gives."""
+    rate of a grid, and the arithmetic is the one a constant rate gives (``settled_state``)."""
     inject = optax.inject_hyperparams
     if cfg.optimizer == "adamw":
         opt = inject(optax.adamw)(learning_rate=lr, weight_decay=cfg.weight_decay)
