@@ -13,12 +13,15 @@ import numpy as np
 from ..plotting import COLORS, _subplots
 from ..stats import curve_band
 from .config import FORM_TITLE, LoraConfig, lr_label
+from .inits import ORACLE_OF
 from .runs import run_name
 from .summary import SMOOTH
 
 
 def _color(name: str):
-    return COLORS.get(name, "black")
+    """An init's colour; the oracles take their synthetic counterparts' (``aligned-ft`` is
+    ``aligned``'s green, ``aligned-ft-sigma`` ``aligned-sigma``'s olive)."""
+    return COLORS.get(ORACLE_OF.get(name, name), "black")
 
 
 def _pct(v):
