@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot GPU check: install the CUDA extra, run the device test subset, the demo and the
-# throughput benchmark at GPU sizes, and write one JSON (seed·steps/s, fraction of the GPU's
+# throughput benchmark at GPU sizes, the reduced basis seed-minor (benchmarks/reduced.py), and
+# write one JSON (seed·steps/s, fraction of the GPU's
 # float32 matmul peak measured in the same run, compile times, wall times).
 #
 #   bash benchmarks/device_check.sh                      # on a machine with an NVIDIA GPU
@@ -42,10 +43,14 @@ if [ "$DRY" = 0 ]; then
     TP_ARGS=(--m 1024 --n 1024 --r 16 --seeds 4096 --steps 200 --numpy-seeds 4 --variants default)
     TEST_ARGS=(-m "not slow")
     DEMO_ARGS=()
+    # The reduced basis, seed-minor on the GPU too (its fraction of the GPU's float32 peak).
+    RED_ARGS=(--widths 1024,4096 --batches 8,64,256,1024)
 else
     TP_ARGS=(--m 32 --n 32 --r 2 --seeds 8 --steps 5 --repeats 1 --variants default)
     TEST_ARGS=(-m "not slow" --collect-only)  # the subset exists; running it is the GPU's job
     DEMO_ARGS=(--seeds 8 --steps 20 --no-figures)
+    RED_ARGS=(--width 48 --big-width 64 --steps 5 --dense-seeds 2 --reduced-seeds 32
+              --widths 32,64 --million 64 --batches 8,64)
 fi
 
 # step NAME COMMAND...: run it, log its output, record status and wall seconds.
@@ -70,6 +75,8 @@ step tests "$PY" -m pytest -q -rs -p no:cacheprovider "${TEST_ARGS[@]}" \
 step demo "$PY" -m hrp_theory.cli demo --quiet --out "$LOGS/demo" --json "$LOGS/demo.json" \
     "${DEMO_ARGS[@]}"
 step throughput "$PY" benchmarks/throughput.py "${TP_ARGS[@]}" --json "$LOGS/throughput.json"
+step reduced "$PY" benchmarks/reduced.py --seed-minor-here "${RED_ARGS[@]}" \
+    --json "$LOGS/reduced.json"
 
 "$PY" - "$OUT" "$LOGS" "$DRY" <<'EOF'
 """Gather the steps into one JSON (written atomically)."""
@@ -87,6 +94,7 @@ for line in (logs / "steps.tsv").read_text().splitlines():
     steps[name] = {"ok": rc == "0", "exit": int(rc), "wall_s": round(float(t1) - float(t0), 2)}
 load = lambda name: json.loads((logs / name).read_text()) if (logs / name).exists() else None
 tp = load("throughput.json")
+red = load("reduced.json")
 demo_log = (logs / "demo.log").read_text() if (logs / "demo.log").exists() else ""
 demo_wall = re.search(r"wall time ([0-9.]+) s", demo_log)
 backend = (logs / "backend.log").read_text().split()[0] if (logs / "backend.log").exists() else None
@@ -103,6 +111,10 @@ result = {
     "compile_s": tp and tp["compile_s"],
     "throughput_config": tp and {k: tp["config"][k] for k in ("m", "n", "r", "seeds", "steps")},
     "demo_run_s": float(demo_wall.group(1)) if demo_wall else None,
+    "reduced_fraction_of_peak": red and red["roofline"]["fraction_of_peak"],
+    "reduced_seed_minor_speedup": red and red.get("seed_minor_speedup"),
+    "reduced_layout": red and red["layout"],
+    "reduced_million_seeds_s": red and red["million_seeds_s"],
     "total_s": sum(s["wall_s"] for s in steps.values()),
 }
 write_json(out, result)

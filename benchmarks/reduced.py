@@ -10,6 +10,9 @@
   to 65536 (everything else fixed);
 * ``million_seeds_s``: 10⁶ seeds at m = n = 4096 with streamed statistics (bounded memory),
   and the process's peak RSS;
+* ``layout``: the same reduced run vmapped in batches of 8 seeds (seed-major, as before the
+  seed-minor layout) and of 16 to 256 (seed-minor, ``hrp_theory/layout.py``): seconds a seed
+  each, and ``seed_minor_speedup``, the default batch's speed over seed-major batches of 8;
 * ``roofline``: the flops of a reduced seed counted from the shapes (``seed_flops``), the
   float32 matmul peak measured in the same run on the same devices (``matmul_peak``), and the
   fraction of that peak the reduced run reaches (a lower bound: records and metrics are not
@@ -101,6 +104,12 @@ def main(argv=None):
     p.add_argument("--reduced-seeds", type=int, default=8192)
     p.add_argument("--widths", default="64,256,1024,4096,16384,65536")
     p.add_argument("--million", type=int, default=1_000_000, help="seeds of the big run")
+    p.add_argument("--batches", default="8,16,32,64,128,256", help="vmapped batches to time")
+    p.add_argument(
+        "--seed-minor-here",
+        action="store_true",
+        help="run small programs seed-minor on this backend too (an accelerator: the GPU check)",
+    )
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     import hrp_theory as H
@@ -111,6 +120,10 @@ def main(argv=None):
         print(f"note: {e}")
     if a.json:
         H.results.check_output_file(a.json)
+    if a.seed_minor_here:
+        import jax
+
+        H.devices.SEEDS_LAST_BACKENDS += (jax.default_backend(),)
     steps, W = a.steps, a.width
     out: dict = {"config": vars(a)}
 
@@ -146,6 +159,20 @@ def main(argv=None):
         f"{100 * achieved / peak:.1f} % of peak",
         flush=True,
     )
+
+    # 1c. the layout: seed-major batches of 8 against seed-minor batches (the default's choice)
+    times = {}
+    for b in [int(x) for x in a.batches.split(",")]:
+        cfg_b = dataclasses.replace(red, batch_size=b)
+        times[b] = timed(H, cfg_b) / a.reduced_seeds
+        print(f"reduced, batches of {b:>3} ({H.experiment.seed_plan(cfg_b).split(', ')[3]}): "
+              f"{1e6 * times[b]:.1f} µs a seed", flush=True)  # fmt: skip
+    default = H.devices.SMALL_BATCH
+    if 8 in times and default in times:
+        out["seed_minor_speedup"] = times[8] / times[default]
+        print(f"seed-minor batches of {default} against seed-major batches of 8: "
+              f"{out['seed_minor_speedup']:.2f}x", flush=True)  # fmt: skip
+    out["layout"] = {"batch": list(times), "seconds_per_seed": list(times.values())}
 
     # 2. time per seed against width
     widths = [int(w) for w in a.widths.split(",")]

@@ -19,9 +19,15 @@ from .validation import optional_positive_int
 CHUNK_PER_DEVICE = 64
 #: ... and when a seed's program is small (the reduced basis: matrices of a few times r).
 SMALL_CHUNK_PER_DEVICE = 1024
-#: Seeds vmapped together on a CPU device when a seed's program is small (measured on 2 cores,
-#: rank-8 target, p = 16, three inits: batch 4, 8, 16 took 120, 105, 226 µs a seed).
-SMALL_BATCH = 8
+#: Seeds vmapped together on a CPU device when a seed's program is small: they run seed-minor
+#: (``layout.py``). Measured on 2 cores (``benchmarks/reduced.py``'s configuration, the
+#: ``seeds_last_batch`` figures): see docs/performance.md.
+SMALL_BATCH = 64
+#: The smallest vmapped batch of a small program that runs seed-minor (``seeds_last``); a
+#: smaller one runs seed-major (vmapped as it is).
+SEEDS_LAST_MIN = 16
+#: The backends on which a small program's batches run seed-minor (measured on CPU only).
+SEEDS_LAST_BACKENDS = ("cpu",)
 #: A reduced-basis program is small when its matrices are at most this many coordinates wide
 #: (a rank-8 target with p = 16 is 24; one of rank 48 is as slow batched as a dense one).
 SMALL_DIM = 32
@@ -31,6 +37,22 @@ def is_small(basis) -> bool:
     """Whether a seed's program in ``basis`` (a ``problems.Basis``) is small: the reduced basis
     with matrices of at most ``SMALL_DIM`` coordinates."""
     return basis.kind == "reduced" and max(basis.rows, basis.cols) <= SMALL_DIM
+
+
+def seeds_last(batch: int, small: bool) -> bool:
+    """Whether a vmapped batch of ``batch`` seeds of a run whose matrices are ``small`` runs
+    seed-minor (``layout.py``): at least ``SEEDS_LAST_MIN`` seeds, on a backend of
+    ``SEEDS_LAST_BACKENDS``."""
+    return small and batch >= SEEDS_LAST_MIN and jax.default_backend() in SEEDS_LAST_BACKENDS
+
+
+def compiler_options(small: bool) -> dict | None:
+    """XLA options of a chunk's program: a small program on CPU is compiled without the
+    YNNPACK library fusion of reductions, which ran the seed-minor layout's training step 10×
+    slower than XLA's own loop fusion (``layout.NO_LIBRARY_FUSION``)."""
+    if small and jax.default_backend() == "cpu":
+        return {"xla_cpu_experimental_ynn_fusion_type": ""}
+    return None
 
 
 def local_devices(devices: int | None = None) -> int:
@@ -67,8 +89,9 @@ def chunk_length(
 def vmap_batch(batch_size: int | None, per_device: int, small: bool = False) -> int:
     """Seeds vmapped together on one device: ``batch_size`` (at most the device's share of the
     chunk); by default the whole share on an accelerator, and on a CPU 1 (the fastest for
-    matrices of the problem's size) or 8 for a ``small`` program (the reduced basis, whose
-    matrices are a few times r: one seed at a time leaves the CPU waiting on dispatch)."""
+    matrices of the problem's size) or ``SMALL_BATCH`` for a ``small`` program (the reduced
+    basis, whose matrices are a few times r: one seed at a time leaves the CPU waiting on
+    dispatch; its batches run seed-minor, ``seeds_last``)."""
     if batch_size is None:
         if jax.default_backend() != "cpu":
             return per_device

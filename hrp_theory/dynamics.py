@@ -13,15 +13,18 @@ Records are taken at step 0 and after every ``record_every`` steps by a nested s
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from . import devices as dev
+from . import layout
 from ._fields import traced
 from .factors import LoraParams, trains
-from .losses import Objective, factor_grads, population_loss, train_loss
+from .losses import DiagonalC, Objective, factor_grads, population_loss, train_loss
 from .validation import (
     MAX_STEPS,
     in_interval,
@@ -91,18 +94,44 @@ def record_interval(steps: int, records: int = 100) -> int:
 
 
 def make_optimizer(name: str, lr: Any, momentum: Any = 0.0, weight_decay: Any = 0.0):
-    """An optax transformation (``flow``: the ``RK4`` marker); numbers may be traced."""
+    """An ``Optimizer`` (``flow``: the ``RK4`` marker); numbers may be traced."""
     if name == "flow":
         return RK4(dt=lr)
-    if name == "gd":
-        return optax.sgd(lr)
-    if name == "sgd":
-        return optax.sgd(lr, momentum=momentum)
-    if name == "adam":
-        return optax.adam(lr)
-    if name == "adamw":
-        return optax.adamw(lr, weight_decay=weight_decay)
-    raise ValueError(check_optimizer(name))
+    check_optimizer(name)
+    return Optimizer(name, lr, momentum, weight_decay)
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["lr", "momentum", "weight_decay"],
+    meta_fields=["name"],
+)
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """optax's ``gd`` (``sgd`` without momentum), ``sgd`` (heavy ball), ``adam`` or ``adamw`` with
+    its numbers (which may be traced) as a pytree, so ``train`` can pass it to the seed-minor
+    layout as an argument (``layout.py``). ``init`` and ``update`` are the optax
+    transformation's."""
+
+    name: str
+    lr: Any
+    momentum: Any = 0.0
+    weight_decay: Any = 0.0
+
+    def transform(self) -> optax.GradientTransformation:
+        if self.name == "gd":
+            return optax.sgd(self.lr)
+        if self.name == "sgd":
+            return optax.sgd(self.lr, momentum=self.momentum)
+        if self.name == "adam":
+            return optax.adam(self.lr)
+        return optax.adamw(self.lr, weight_decay=self.weight_decay)
+
+    def init(self, params):
+        return self.transform().init(params)
+
+    def update(self, updates, state, params=None):
+        return self.transform().update(updates, state, params)
 
 
 class RK4(NamedTuple):
@@ -167,12 +196,38 @@ def train(
       obj: the objective (``losses.Objective``).
       s: LoRA scale (may be traced).
       form: ``classic``, ``freeze-a`` or ``freeze-b`` (static).
-      opt: an optax transformation or ``RK4`` (``make_optimizer``).
+      opt: an ``Optimizer`` or ``RK4`` (``make_optimizer``), or any optax transformation.
       steps: number of steps (static).
       record_every: record at step 0 and every k steps (static; None: no records).
       snapshot_step: also return the factors after this many steps (static; None: no snapshot).
       observe: ``params -> dict`` recorded (default ``record``: the losses).
+
+    Vmapped over a batch of seeds whose matrices are small, the run is seed-minor
+    (``layout.py``; the same numbers, laid out for speed) when ``opt`` is ``make_optimizer``'s and
+    ``observe`` is the default.
     """
+    run = functools.partial(
+        _train, form=form, steps=steps, record_every=record_every, snapshot_step=snapshot_step
+    )
+    if observe is not None or not isinstance(opt, (Optimizer, RK4)):
+        return run(params, obj, s, opt, observe=observe)
+    return layout.seed_minor(run, _small)(params, obj, s, opt)
+
+
+def _small(params: LoraParams, obj: Objective, s, opt) -> bool:
+    """Whether a run is small enough for the seed-minor layout: a diagonal target in the
+    whitened metric (the spectral and reduced bases) and factors of at most
+    ``devices.SMALL_DIM`` rows."""
+    return (
+        isinstance(obj.C, DiagonalC)
+        and obj.Sigma is None
+        and obj.X is None
+        and layout.widest(params) <= dev.SMALL_DIM
+    )
+
+
+def _train(params, obj, s, opt, *, form, steps, record_every, snapshot_step, observe=None):
+    """``train``'s loop; the factors may carry trailing seed axes (``layout.py``)."""
     train_B, train_A = trains(form)
     observe = observe or (lambda p: record(p, obj, s))
     flow = isinstance(opt, RK4)

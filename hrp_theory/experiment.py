@@ -163,6 +163,25 @@ def preflight(config: ExperimentConfig, stream: bool = False):
     return static, hyper
 
 
+def seed_plan(config: ExperimentConfig) -> str:
+    """How ``run_experiment`` lays out the seeds of ``config`` (devices, chunk, vmapped batch,
+    layout: ``devices.py``), in one line (``hrp-sim compare --verbose``)."""
+    import jax
+
+    n_dev = dev.local_devices(config.devices)
+    basis = split_config(config)[0].basis
+    small = dev.is_small(basis)
+    chunk = dev.chunk_length(config.seeds, config.chunk_size, n_dev, small)
+    batch = dev.vmap_batch(config.batch_size, chunk // n_dev, small)
+    layout = "seed-minor" if dev.seeds_last(batch, small) else "seed-major"
+    dims = f" of {basis.rows}×{basis.cols}" if basis.kind == "reduced" else ""
+    return (
+        f"seeds: {config.seeds} on {n_dev} {jax.default_backend()} device(s), chunks of {chunk}, "
+        f"vmapped batches of {batch}, {layout} layout ({basis.kind} basis{dims}"
+        f"{': a small program' if small else ''})"
+    )
+
+
 def run_experiment(
     config: ExperimentConfig, progress: bool = True, stream: bool = False
 ) -> ExperimentResult:

@@ -42,12 +42,12 @@ class DiagonalC(NamedTuple):
         return self.rows.shape[0], self.cols.shape[0]
 
     def __matmul__(self, X: jax.Array) -> jax.Array:
-        """``C X`` for ``X`` (n, r): ``s ⊙ X[:k]`` padded to m rows."""
-        return _pad_rows(self.s[:, None] * X[: self.s.shape[0]], self.shape[0])
+        """``C X`` for ``X`` (n, r, …): ``s ⊙ X[:k]`` padded to m rows."""
+        return _pad_rows(col_scale(self.s, X[: self.s.shape[0]]), self.shape[0])
 
     def t_matmul(self, Y: jax.Array) -> jax.Array:
-        """``Cᵀ Y`` for ``Y`` (m, r): ``s ⊙ Y[:k]`` padded to n rows."""
-        return _pad_rows(self.s[:, None] * Y[: self.s.shape[0]], self.shape[1])
+        """``Cᵀ Y`` for ``Y`` (m, r, …): ``s ⊙ Y[:k]`` padded to n rows."""
+        return _pad_rows(col_scale(self.s, Y[: self.s.shape[0]]), self.shape[1])
 
 
 def _pad_rows(X: jax.Array, rows: int) -> jax.Array:
@@ -90,15 +90,32 @@ def _times_sigma(Z: jax.Array, Sigma: jax.Array | None) -> jax.Array:
 SMALL_PRODUCT = 4096
 
 
+def mat_t(x: jax.Array) -> jax.Array:
+    """The transpose of the matrix in ``x``'s first two axes (any further axes are batch axes:
+    the seed-minor layout's seeds, ``layout.py``)."""
+    return jnp.swapaxes(x, 0, 1)
+
+
+def col_scale(v: jax.Array, X: jax.Array) -> jax.Array:
+    """``diag(v) X`` for ``X`` whose first axis has ``len(v)`` entries (further axes: columns,
+    then batch axes)."""
+    return v.reshape(v.shape + (1,) * (X.ndim - 1)) * X
+
+
 def small_matmul(x: jax.Array, y: jax.Array) -> jax.Array:
-    """``x @ y``; for tiny operands (the spectral and reduced bases) as a broadcast multiply and
-    a sum, which XLA fuses into one loop over a vmapped batch of seeds (about 3× faster on CPU
-    than a batch of tiny GEMMs)."""
-    i, k = x.shape[-2:]
-    j = y.shape[-1]
-    if k <= 32 and i * k * j <= SMALL_PRODUCT:
-        return jnp.sum(x[..., :, :, None] * y[..., None, :, :], axis=-2)
-    return x @ y
+    """``x @ y`` over the first two axes of each; any further axes are batch axes (the
+    seed-minor layout, ``layout.py``), always written as a broadcast multiply and a sum. A plain
+    pair of tiny matrices (the spectral and reduced bases, under ``vmap``) is written so too,
+    which XLA fuses into one loop over the vmapped seeds (about 3× faster on CPU than a batch of
+    tiny GEMMs); larger ones are a matmul."""
+    i, k = x.shape[:2]
+    j = y.shape[1]
+    if x.ndim == y.ndim == 2 and not (k <= 32 and i * k * j <= SMALL_PRODUCT):
+        return x @ y
+    nd = max(x.ndim, y.ndim)
+    x = x.reshape(x.shape + (1,) * (nd - x.ndim))
+    y = y.reshape(y.shape + (1,) * (nd - y.ndim))
+    return jnp.sum(x[:, :, None] * y[None], axis=1)
 
 
 def factor_grads(
@@ -111,9 +128,9 @@ def factor_grads(
     gB = gA = None
     if train_B:
         SA = _times_sigma(A, obj.Sigma)
-        gB = s * (s * mm(B, mm(A.T, SA)) - obj.C @ A)
+        gB = s * (s * mm(B, mm(mat_t(A), SA)) - obj.C @ A)
     if train_A:
-        gA = s * (s * mm(_times_sigma(A, obj.Sigma), mm(B.T, B)) - ct_times(obj.C, B))
+        gA = s * (s * mm(_times_sigma(A, obj.Sigma), mm(mat_t(B), B)) - ct_times(obj.C, B))
     return LoraParams(B=zeros(B) if gB is None else gB, A=zeros(A) if gA is None else gA)
 
 
@@ -124,11 +141,11 @@ def population_loss(params: LoraParams, obj: Objective, s) -> jax.Array:
     in ``O((m+n)r²)``; its rounding error is ``~eps·‖σ‖²``, the resolution floor the figures draw.
     """
     B, A = params
-    if isinstance(obj.C, DiagonalC):
+    if isinstance(obj.C, DiagonalC):  # B, A may carry trailing seed axes (``layout.py``)
         sig, k = obj.C.s, obj.C.s.shape[0]
-        cross = jnp.sum(sig * jnp.sum(B[:k] * A[:k], axis=1))
-        gram = small_matmul(B.T, B) * small_matmul(A.T, A)
-        return 0.5 * (jnp.sum(sig**2) - 2 * s * cross + s**2 * jnp.sum(gram))
+        cross = jnp.sum(col_scale(sig, jnp.sum(B[:k] * A[:k], axis=1)), axis=0)
+        gram = small_matmul(mat_t(B), B) * small_matmul(mat_t(A), A)
+        return 0.5 * (jnp.sum(sig**2) - 2 * s * cross + s**2 * jnp.sum(gram, axis=(0, 1)))
     if obj.Mt is None:
         raise ValueError("objective: no population target (Mt); it is training-only")
     At = A if obj.sigma_half is None else obj.sigma_half @ A

@@ -41,9 +41,10 @@ def root_key(seed: int) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=64)
-def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1):
+def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1, small: bool = False):
     """The jitted function running ``fn`` on seeds ``start … start+chunk−1`` (compiled once per
-    ``(fn, static, chunk, batch, devices)``); with ``devices > 1`` the seed axis is sharded."""
+    ``(fn, static, chunk, batch, devices, small)``); with ``devices > 1`` the seed axis is
+    sharded; ``small``: compiled with ``devices.compiler_options``."""
 
     def local(keys, args):
         return jax.lax.map(lambda k: fn(k, static, args), keys, batch_size=batch)
@@ -58,7 +59,7 @@ def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1):
             keys = jax.lax.with_sharding_constraint(keys, dev.seed_sharding(devices))
         return mapped(keys, args)
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=dev.compiler_options(small))
 
 
 class SeedMap(NamedTuple):
@@ -114,7 +115,7 @@ def map_seeds(
     procs, me = jax.process_count(), jax.process_index()
     chunk = dev.chunk_length(-(-seeds // procs), chunk_size, n_dev, small)
     batch = dev.vmap_batch(batch_size, chunk // n_dev, small)
-    run = chunk_runner(fn, static, chunk, batch, n_dev)
+    run = chunk_runner(fn, static, chunk, batch, n_dev, small)
     root = root_key(seed)
     parts, total, tree, done, interrupted = [], None, None, 0, False
     bar = tqdm(total=seeds, unit="seed", disable=not progress or me > 0, desc=desc)

@@ -40,3 +40,26 @@ jax.config.update("jax_enable_x64", True)
 # own pytest process with XLA_FLAGS=--xla_force_host_platform_device_count=8. (A suite started
 # with fewer devices, e.g. --cpu-devices' 2, skips the folder here.)
 collect_ignore = [] if jax.local_device_count() >= 8 else ["multidevice"]
+
+# The longest tests start first (longest-processing-time order): with two workers, a long test
+# that starts last leaves one worker idle while it runs. Measured durations of the slow tier on
+# 2 cores (docs/performance.md, "The test suite"); every other test keeps its collected order.
+LONGEST_FIRST = (
+    "tests/test_lora.py::test_cli_writes_outputs_and_resumes",
+    "tests/test_peft.py::test_exported_adapter_reproduces_the_jax_model_in_peft",
+    "tests/test_peft_inits.py::test_corda_is_pefts_on_the_same_examples",
+    "tests/test_theory.py::test_hrp_residual_draws_agree_with_the_simulated_preheat",
+    "tests/test_layout.py::test_smoke_studies_give_the_numbers_recorded_before_the_move",
+    "tests/test_real.py::test_minilm_finetune_then_real_study_end_to_end",
+    "tests/test_notebooks.py::test_notebook_executes[04_real_lora.py]",
+    "tests/test_verify.py::test_verify_quick_passes_every_check",
+    "tests/test_simulations.py::test_simulation_smoke[lora_study.py]",
+    "tests/test_peft_inits.py::test_lora_ga_and_lora_one_follow_the_reference_on_the_same_gradient",
+    "tests/test_notebooks.py::test_notebook_executes[03_real_layers.py]",
+    "tests/test_notebooks.py::test_notebook_executes[02_theory_vs_simulation.py]",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))

@@ -105,20 +105,6 @@ def test_memory_benchmark_tiny(tmp_path):
     assert "streamed" in js["rss_slopes"] and out.with_suffix(".png").stat().st_size > 0
 
 
-@pytest.mark.slow
-def test_reduced_benchmark_tiny(tmp_path):
-    out = tmp_path / "red.json"
-    mod = runpy.run_path(str(ROOT / "benchmarks" / "reduced.py"))
-    args = ["--width", "48", "--big-width", "64", "--steps", "5", "--dense-seeds", "2"]
-    args += ["--reduced-seeds", "8", "--widths", "32,64", "--million", "16", "--json", str(out)]
-    assert mod["main"](args) == 0
-    js = json.loads(out.read_text())
-    assert js["reduced_speedup"] > 0 and js["million_seeds_s"] > 0 and js["peak_rss_mb"] > 0
-    assert js["width"]["n"] == [32, 64] and np.isfinite(js["width_slope"])
-    roof = js["roofline"]
-    assert roof["seed_flops"] > 0 and 0 < roof["fraction_of_peak"] <= 1, roof
-
-
 def test_reduced_benchmark_counts_the_flops_xla_counts():
     """``step_flops`` (the roofline's count from the shapes) against XLA's own cost analysis of
     one GD step in the reduced basis: within 20 % (XLA counts a broadcast-and-sum product's
@@ -144,7 +130,8 @@ def test_reduced_benchmark_counts_the_flops_xla_counts():
 
 @pytest.mark.slow
 def test_device_check_dry_run_on_cpu(tmp_path):
-    """The GPU check's steps and its JSON, at tiny sizes and without installing anything."""
+    """The GPU check's steps and its JSON, at tiny sizes and without installing anything; its
+    ``reduced`` step is ``benchmarks/reduced.py``'s smoke."""
     out = tmp_path / "dc.json"
     env = dict(os.environ, PYTHON=sys.executable)
     run = subprocess.run(
@@ -157,8 +144,15 @@ def test_device_check_dry_run_on_cpu(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     js = json.loads(out.read_text())
     assert js["dry_run"] and js["all_ok"] and js["backend"] == "cpu"
-    assert set(js["steps"]) == {"backend", "tests", "demo", "throughput"}
+    assert set(js["steps"]) == {"backend", "tests", "demo", "throughput", "reduced"}
     assert js["seed_steps_per_s"] > 0 and 0 < js["fraction_of_peak"] < 1
+    assert 0 < js["reduced_fraction_of_peak"] <= 1 and js["reduced_seed_minor_speedup"] > 0
+    # benchmarks/reduced.py's own JSON (the dry run's tiny sizes)
+    red = json.loads((tmp_path / "dc.json.d" / "reduced.json").read_text())
+    assert red["reduced_speedup"] > 0 and red["million_seeds_s"] > 0 and red["peak_rss_mb"] > 0
+    assert red["width"]["n"] == [32, 64] and np.isfinite(red["width_slope"])
+    assert red["layout"]["batch"] == [8, 64] and red["seed_minor_speedup"] > 0
+    assert red["roofline"]["seed_flops"] > 0 and 0 < red["roofline"]["fraction_of_peak"] <= 1
     assert js["demo_run_s"] > 0 and js["compile_s"]
 
 

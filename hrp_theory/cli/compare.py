@@ -299,9 +299,11 @@ def run(a: argparse.Namespace) -> int:
     config = config_from_args(a)
 
     def work() -> int:
-        from ..experiment import run_experiment
+        from ..experiment import run_experiment, seed_plan
         from ..report import save_experiment, table
 
+        if a.verbose and distributed.is_primary():
+            print(seed_plan(config))
         t0 = time.perf_counter()
         res = run_experiment(config, progress=not a.quiet, stream=a.stream)
         wall = time.perf_counter() - t0
@@ -334,4 +336,9 @@ def add_parsers(sub) -> None:
         p = sub.add_parser(name, help=help_, parents=[output_parent("hrp-results"), quiet_parent()])
         add_experiment_flags(p, over)
         add_distributed_flags(p)
+        p.add_argument(
+            "--verbose",
+            action="store_true",
+            help="print how the seeds are laid out (devices, chunks, vmapped batches, layout)",
+        )
         p.set_defaults(func=run)
