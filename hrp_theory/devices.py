@@ -20,8 +20,8 @@ CHUNK_PER_DEVICE = 64
 #: ... and when a seed's program is small (the reduced basis: matrices of a few times r).
 SMALL_CHUNK_PER_DEVICE = 1024
 #: Seeds vmapped together on a CPU device when a seed's program is small: they run seed-minor
-#: (``layout.py``). Measured on 2 cores (``benchmarks/reduced.py``'s configuration, the
-#: ``seeds_last_batch`` figures): see docs/performance.md.
+#: (``layout.py``). Chosen by measurement on 2 cores (``benchmarks/reduced.py``'s configuration,
+#: its ``layout`` figures: 64 seeds a batch were fastest): see docs/performance.md.
 SMALL_BATCH = 64
 #: The smallest vmapped batch of a small program that runs seed-minor (``seeds_last``); a
 #: smaller one runs seed-major (vmapped as it is).
@@ -49,7 +49,7 @@ def seeds_last(batch: int, small: bool) -> bool:
 def compiler_options(small: bool) -> dict | None:
     """XLA options of a chunk's program: a small program on CPU is compiled without the
     YNNPACK library fusion of reductions, which ran the seed-minor layout's training step 10×
-    slower than XLA's own loop fusion (``layout.NO_LIBRARY_FUSION``)."""
+    slower than XLA's own loop fusion (docs/performance.md)."""
     if small and jax.default_backend() == "cpu":
         return {"xla_cpu_experimental_ynn_fusion_type": ""}
     return None
