@@ -43,7 +43,8 @@ collect_ignore = [] if jax.local_device_count() >= 8 else ["multidevice"]
 
 # The longest tests start first (longest-processing-time order): with two workers, a long test
 # that starts last leaves one worker idle while it runs. Measured durations of the slow tier on
-# 2 cores (docs/performance.md, "The test suite"); every other test keeps its collected order.
+# 2 cores (docs/performance.md, "The test suite"), the slow tier's then the fast tier's; every
+# other test keeps its collected order.
 LONGEST_FIRST = (
     "tests/test_lora.py::test_cli_writes_outputs_and_resumes",
     "tests/test_peft.py::test_exported_adapter_reproduces_the_jax_model_in_peft",
@@ -57,6 +58,11 @@ LONGEST_FIRST = (
     "tests/test_peft_inits.py::test_lora_ga_and_lora_one_follow_the_reference_on_the_same_gradient",
     "tests/test_notebooks.py::test_notebook_executes[03_real_layers.py]",
     "tests/test_notebooks.py::test_notebook_executes[02_theory_vs_simulation.py]",
+    "tests/test_docs_render.py::test_every_formula_is_typeset_offline",
+    "tests/test_docs.py::test_python_blocks_run_as_written[README.md]",
+    "tests/test_docs.py::test_python_blocks_run_as_written[getting-started.md]",
+    "tests/test_curvature.py::test_lanczos_matches_the_dense_hessian_of_the_synthetic_lora_loss",
+    "tests/test_sweep.py::test_zipped_lists",
 )
 
 
