@@ -165,7 +165,8 @@ def main(argv=None):
     for b in [int(x) for x in a.batches.split(",")]:
         cfg_b = dataclasses.replace(red, batch_size=b)
         times[b] = timed(H, cfg_b) / a.reduced_seeds
-        print(f"reduced, batches of {b:>3} ({H.experiment.seed_plan(cfg_b).split(', ')[3]}): "
+        last = H.devices.seeds_last(b, small=True)
+        print(f"reduced, batches of {b:>3} ({'seed-minor' if last else 'seed-major'}): "
               f"{1e6 * times[b]:.1f} µs a seed", flush=True)  # fmt: skip
     default = H.devices.SMALL_BATCH
     if 8 in times and default in times:

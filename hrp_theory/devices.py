@@ -9,6 +9,7 @@ default backend (``NamedSharding(mesh, P("seeds"))``) and mapped per device with
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -97,6 +98,30 @@ def vmap_batch(batch_size: int | None, per_device: int, small: bool = False) -> 
             return per_device
         batch_size = SMALL_BATCH if small else 1
     return min(batch_size, per_device)
+
+
+class Plan(NamedTuple):
+    """How one process lays out a run's seeds: local devices, seeds per jitted call, seeds
+    vmapped together on a device, and whether those batches run seed-minor."""
+
+    devices: int
+    chunk: int
+    batch: int
+    seeds_last: bool
+
+
+def plan(
+    seeds: int,
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+    devices: int | None = None,
+    small: bool = False,
+) -> Plan:
+    """The ``Plan`` of ``seeds`` seeds split over this run's processes (``seeds.map_seeds``)."""
+    n_dev = local_devices(devices)
+    chunk = chunk_length(-(-seeds // jax.process_count()), chunk_size, n_dev, small)
+    batch = vmap_batch(batch_size, chunk // n_dev, small)
+    return Plan(n_dev, chunk, batch, seeds_last(batch, small))
 
 
 def seed_mesh(devices: int):

@@ -140,14 +140,11 @@ def preflight(config: ExperimentConfig, stream: bool = False):
     and host memory); ``ValueError`` naming the fix. Returns ``split_config(config)``. A sweep
     calls it for every point before it runs any."""
     check_resolution(config.eps, config.problem)
-    n_dev = dev.local_devices(config.devices)
     static, hyper = split_config(config)
-    small = dev.is_small(static.basis)
-    chunk = dev.chunk_length(config.seeds, config.chunk_size, n_dev, small)
     samples = config.problem.n_samples is not None
     dev.check_memory(
         bytes_per_seed(config),
-        dev.vmap_batch(config.batch_size, chunk // n_dev, small),
+        _plan(config, static).batch,
         ("lower --samples (the finite-sample data dominate), " if samples else "")
         + "lower m and n, or --batch-size; with Σ = I and Gaussian factors the "
         "spectral or reduced basis (--basis auto) needs no m×m or n×n matrix",
@@ -163,22 +160,29 @@ def preflight(config: ExperimentConfig, stream: bool = False):
     return static, hyper
 
 
+def _plan(config: ExperimentConfig, static) -> dev.Plan:
+    return dev.plan(
+        config.seeds,
+        config.chunk_size,
+        config.batch_size,
+        config.devices,
+        dev.is_small(static.basis),
+    )
+
+
 def seed_plan(config: ExperimentConfig) -> str:
-    """How ``run_experiment`` lays out the seeds of ``config`` (devices, chunk, vmapped batch,
-    layout: ``devices.py``), in one line (``hrp-sim compare --verbose``)."""
+    """How ``run_experiment`` lays out the seeds of ``config`` (``devices.plan``), in one line
+    (``hrp-sim compare --verbose``)."""
     import jax
 
-    n_dev = dev.local_devices(config.devices)
-    basis = split_config(config)[0].basis
-    small = dev.is_small(basis)
-    chunk = dev.chunk_length(config.seeds, config.chunk_size, n_dev, small)
-    batch = dev.vmap_batch(config.batch_size, chunk // n_dev, small)
-    layout = "seed-minor" if dev.seeds_last(batch, small) else "seed-major"
+    static = split_config(config)[0]
+    basis, small = static.basis, dev.is_small(static.basis)
+    n_dev, chunk, batch, last = _plan(config, static)
     dims = f" of {basis.rows}×{basis.cols}" if basis.kind == "reduced" else ""
     return (
         f"seeds: {config.seeds} on {n_dev} {jax.default_backend()} device(s), chunks of {chunk}, "
-        f"vmapped batches of {batch}, {layout} layout ({basis.kind} basis{dims}"
-        f"{': a small program' if small else ''})"
+        f"vmapped batches of {batch}, {'seed-minor' if last else 'seed-major'} layout "
+        f"({basis.kind} basis{dims}{': a small program' if small else ''})"
     )
 
 

@@ -93,8 +93,8 @@ def map_seeds(
       args: a pytree of arrays, traced (a sweep over them compiles once).
       seeds: how many seeds.
       seed: the root seed.
-      chunk_size: seeds per jitted call (``devices.chunk_length``).
-      batch_size: seeds vmapped together on a device (``devices.vmap_batch``).
+      chunk_size: seeds per jitted call (``devices.plan``).
+      batch_size: seeds vmapped together on a device (``devices.plan``).
       devices: local devices to shard over (``devices.local_devices``).
       desc: the progress bar's label.
       progress: show a progress bar.
@@ -111,10 +111,8 @@ def map_seeds(
     positive_int(seeds, "seeds", MAX_SEEDS)
     optional_positive_int(chunk_size, "chunk_size")
     optional_positive_int(batch_size, "batch_size")
-    n_dev = dev.local_devices(devices)
+    n_dev, chunk, batch, _ = dev.plan(seeds, chunk_size, batch_size, devices, small)
     procs, me = jax.process_count(), jax.process_index()
-    chunk = dev.chunk_length(-(-seeds // procs), chunk_size, n_dev, small)
-    batch = dev.vmap_batch(batch_size, chunk // n_dev, small)
     run = chunk_runner(fn, static, chunk, batch, n_dev, small)
     root = root_key(seed)
     parts, total, tree, done, interrupted = [], None, None, 0, False
