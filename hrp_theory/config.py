@@ -57,10 +57,11 @@ class ExperimentConfig:
       base: random family HRP's ``A_p`` and the direction scale ``c`` come from.
       init_std: Gaussian entry std (default ``1/√(3n)``, Kaiming's).
       seeds, seed: number of seeds and the root seed (an integer in ``[0, 2⁶⁴)``).
-      chunk_size: seeds per jitted call (default: ≤ 64 per device, ≤ 1024 in the reduced
-        basis, evenly split).
-      batch_size: seeds vmapped together on one device (default on CPU 1, 8 in the reduced
-        basis; the device's share of the chunk on an accelerator).
+      chunk_size: seeds per jitted call (default: ≤ 64 per device, ≤ 1024 for a small
+        program, ``devices.is_small``: the spectral or reduced basis at most 256 wide; evenly
+        split).
+      batch_size: seeds vmapped together on one device (default on CPU 1, 64 for a small
+        program; the device's share of the chunk on an accelerator).
       devices: local devices the seed axis is sharded over (default: all of the default
         backend's, resolved when the run starts).
       basis: ``auto`` (the reduced basis where it is exact, else the spectral one where that

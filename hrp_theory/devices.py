@@ -18,40 +18,60 @@ from .validation import optional_positive_int
 
 #: Seeds per device in one jitted call when no chunk size is given.
 CHUNK_PER_DEVICE = 64
-#: ... and when a seed's program is small (the reduced basis: matrices of a few times r).
+#: ... and when a seed's program is small (``is_small``).
 SMALL_CHUNK_PER_DEVICE = 1024
-#: Seeds vmapped together on a CPU device when a seed's program is small: they run seed-minor
-#: (``layout.py``). Chosen by measurement on 2 cores (``benchmarks/reduced.py``'s configuration,
-#: its ``layout`` figures: 64 seeds a batch were fastest): see docs/performance.md.
+#: Seeds vmapped together on a CPU device when a seed's program is small. Chosen by measurement
+#: on 2 cores (``benchmarks/reduced.py``'s configuration, its ``layout`` figures: 64 seeds a batch
+#: were fastest): see docs/performance.md.
 SMALL_BATCH = 64
-#: The smallest vmapped batch of a small program that runs seed-minor (``seeds_last``); a
-#: smaller one runs seed-major (vmapped as it is).
+#: A program is small when its target is diagonal (the spectral or reduced basis: every product
+#: is a few times r wide or a row scaling) and its matrices are at most this many coordinates
+#: wide. Measured on 2 cores (docs/performance.md): batches of 64 with XLA's own fusion ran such
+#: a seed 1.7-7.6x faster than one seed at a time at widths 48 to 256; at 1024 the gain is 1.4x
+#: and only with YNNPACK's fusion, so wider programs keep the general plan.
+SMALL_DIM = 256
+#: A small program's batches run seed-minor (``layout.py``) when its matrices are at most this
+#: wide: at 48 x 64 seed-minor and seed-major batches ran at the same speed.
+SEEDS_LAST_DIM = 32
+#: The smallest vmapped batch that runs seed-minor (``seeds_last``); a smaller one runs
+#: seed-major (vmapped as it is).
 SEEDS_LAST_MIN = 16
 #: The backends on which a small program's batches run seed-minor (measured on CPU only).
 SEEDS_LAST_BACKENDS = ("cpu",)
-#: A reduced-basis program is small when its matrices are at most this many coordinates wide
-#: (a rank-8 target with p = 16 is 24; one of rank 48 is as slow batched as a dense one).
-SMALL_DIM = 32
 
 
-def is_small(basis) -> bool:
-    """Whether a seed's program in ``basis`` (a ``problems.Basis``) is small: the reduced basis
-    with matrices of at most ``SMALL_DIM`` coordinates."""
-    return basis.kind == "reduced" and max(basis.rows, basis.cols) <= SMALL_DIM
+def width(basis, m: int, n: int) -> int | None:
+    """The widest matrix of a seed's program of an ``m × n`` problem in ``basis`` (a
+    ``problems.Basis``) when its target is diagonal (the spectral or reduced basis), else None."""
+    if basis.kind == "reduced":
+        return max(basis.rows, basis.cols)
+    return max(m, n) if basis.kind == "spectral" else None
 
 
-def seeds_last(batch: int, small: bool) -> bool:
-    """Whether a vmapped batch of ``batch`` seeds of a run whose matrices are ``small`` runs
-    seed-minor (``layout.py``): at least ``SEEDS_LAST_MIN`` seeds, on a backend of
-    ``SEEDS_LAST_BACKENDS``."""
-    return small and batch >= SEEDS_LAST_MIN and jax.default_backend() in SEEDS_LAST_BACKENDS
+def is_small(width: int | None) -> bool:
+    """Whether a seed's program of this ``width`` (``width``) is small: batched on a CPU and
+    compiled with ``compiler_options``."""
+    return width is not None and width <= SMALL_DIM
 
 
-def compiler_options(small: bool) -> dict | None:
+def seeds_last(batch: int, width: int | None) -> bool:
+    """Whether a vmapped batch of ``batch`` seeds of a program of this ``width`` runs seed-minor
+    (``layout.py``): at least ``SEEDS_LAST_MIN`` seeds of matrices at most ``SEEDS_LAST_DIM``
+    wide, on a backend of ``SEEDS_LAST_BACKENDS``."""
+    return (
+        width is not None
+        and width <= SEEDS_LAST_DIM
+        and batch >= SEEDS_LAST_MIN
+        and jax.default_backend() in SEEDS_LAST_BACKENDS
+    )
+
+
+def compiler_options(width: int | None) -> dict | None:
     """XLA options of a chunk's program: a small program on CPU is compiled without the
     YNNPACK library fusion of reductions, which ran the seed-minor layout's training step 10×
-    slower than XLA's own loop fusion (docs/performance.md)."""
-    if small and jax.default_backend() == "cpu":
+    slower, and a seed-major batch of a 48 × 64 spectral run 3× slower, than XLA's own loop
+    fusion (docs/performance.md)."""
+    if is_small(width) and jax.default_backend() == "cpu":
         return {"xla_cpu_experimental_ynn_fusion_type": ""}
     return None
 
@@ -73,30 +93,29 @@ def local_devices(devices: int | None = None) -> int:
 
 
 def chunk_length(
-    seeds: int, chunk_size: int | None = None, devices: int = 1, small: bool = False
+    seeds: int, chunk_size: int | None = None, devices: int = 1, width: int | None = None
 ) -> int:
     """Seeds per jitted call: ``chunk_size`` if given, else at most 64 per device (1024 for a
-    ``small`` program), evenly split; rounded up to a multiple of ``devices`` (the extra seeds
-    are computed and dropped)."""
+    small program, ``is_small``), evenly split; rounded up to a multiple of ``devices`` (the
+    extra seeds are computed and dropped)."""
     if chunk_size is not None:
         chunk = min(chunk_size, seeds)
     else:
-        per_device = SMALL_CHUNK_PER_DEVICE if small else CHUNK_PER_DEVICE
+        per_device = SMALL_CHUNK_PER_DEVICE if is_small(width) else CHUNK_PER_DEVICE
         n_chunks = -(-seeds // (per_device * devices))
         chunk = -(-seeds // n_chunks)
     return -(-chunk // devices) * devices
 
 
-def vmap_batch(batch_size: int | None, per_device: int, small: bool = False) -> int:
+def vmap_batch(batch_size: int | None, per_device: int, width: int | None = None) -> int:
     """Seeds vmapped together on one device: ``batch_size`` (at most the device's share of the
-    chunk); by default the whole share on an accelerator, and on a CPU 1 (the fastest for
-    matrices of the problem's size) or ``SMALL_BATCH`` for a ``small`` program (the reduced
-    basis, whose matrices are a few times r: one seed at a time leaves the CPU waiting on
-    dispatch; its batches run seed-minor, ``seeds_last``)."""
+    chunk); by default the whole share on an accelerator, and on a CPU 1 (the fastest for dense
+    matrices) or ``SMALL_BATCH`` for a small program (``is_small``: one seed at a time leaves
+    the CPU waiting on dispatch; the narrowest run seed-minor, ``seeds_last``)."""
     if batch_size is None:
         if jax.default_backend() != "cpu":
             return per_device
-        batch_size = SMALL_BATCH if small else 1
+        batch_size = SMALL_BATCH if is_small(width) else 1
     return min(batch_size, per_device)
 
 
@@ -115,13 +134,14 @@ def plan(
     chunk_size: int | None = None,
     batch_size: int | None = None,
     devices: int | None = None,
-    small: bool = False,
+    width: int | None = None,
 ) -> Plan:
-    """The ``Plan`` of ``seeds`` seeds split over this run's processes (``seeds.map_seeds``)."""
+    """The ``Plan`` of ``seeds`` seeds of a program of this ``width`` (``width``; None: dense)
+    split over this run's processes (``seeds.map_seeds``)."""
     n_dev = local_devices(devices)
-    chunk = chunk_length(-(-seeds // jax.process_count()), chunk_size, n_dev, small)
-    batch = vmap_batch(batch_size, chunk // n_dev, small)
-    return Plan(n_dev, chunk, batch, seeds_last(batch, small))
+    chunk = chunk_length(-(-seeds // jax.process_count()), chunk_size, n_dev, width)
+    batch = vmap_batch(batch_size, chunk // n_dev, width)
+    return Plan(n_dev, chunk, batch, seeds_last(batch, width))
 
 
 def seed_mesh(devices: int):

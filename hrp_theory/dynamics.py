@@ -209,21 +209,27 @@ def train(
     run = functools.partial(
         _train, form=form, steps=steps, record_every=record_every, snapshot_step=snapshot_step
     )
-    if observe is not None or not isinstance(opt, (Optimizer, RK4)):
+    if not isinstance(opt, (Optimizer, RK4)):
         return run(params, obj, s, opt, observe=observe)
-    return layout.seed_minor(run, _small)(params, obj, s, opt)
+    if observe is None:
+        return layout.seed_minor(run, _width)(params, obj, s, opt)
+    if not dev.is_small(_width(params, obj, s, opt)):
+        return run(params, obj, s, opt, observe=observe)
+    # a small run records its factors (seed-minor when batched) and observes them afterwards,
+    # all records at once
+    res = layout.seed_minor(functools.partial(run, observe=_factors), _width)(params, obj, s, opt)
+    return res._replace(curves=jax.vmap(observe)(res.curves))
 
 
-def _small(params: LoraParams, obj: Objective, s, opt) -> bool:
-    """Whether a run is small enough for the seed-minor layout: a diagonal target in the
-    whitened metric (the spectral and reduced bases) and factors of at most
-    ``devices.SMALL_DIM`` rows."""
-    return (
-        isinstance(obj.C, DiagonalC)
-        and obj.Sigma is None
-        and obj.X is None
-        and layout.widest(params) <= dev.SMALL_DIM
-    )
+def _factors(p: LoraParams) -> LoraParams:
+    return p
+
+
+def _width(params: LoraParams, obj: Objective, s, opt) -> int | None:
+    """A run's width for ``devices.seeds_last``: its factors' most rows when its target is
+    diagonal in the whitened metric (the spectral and reduced bases), else None."""
+    diagonal = isinstance(obj.C, DiagonalC) and obj.Sigma is None and obj.X is None
+    return layout.widest(params) if diagonal else None
 
 
 def _train(params, obj, s, opt, *, form, steps, record_every, snapshot_step, observe=None):

@@ -160,13 +160,13 @@ def preflight(config: ExperimentConfig, stream: bool = False):
     return static, hyper
 
 
+def _width(config: ExperimentConfig, static) -> int | None:
+    return dev.width(static.basis, config.problem.m, config.problem.n)
+
+
 def _plan(config: ExperimentConfig, static) -> dev.Plan:
     return dev.plan(
-        config.seeds,
-        config.chunk_size,
-        config.batch_size,
-        config.devices,
-        dev.is_small(static.basis),
+        config.seeds, config.chunk_size, config.batch_size, config.devices, _width(config, static)
     )
 
 
@@ -176,7 +176,7 @@ def seed_plan(config: ExperimentConfig) -> str:
     import jax
 
     static = split_config(config)[0]
-    basis, small = static.basis, dev.is_small(static.basis)
+    basis, small = static.basis, dev.is_small(_width(config, static))
     n_dev, chunk, batch, last = _plan(config, static)
     dims = f" of {basis.rows}×{basis.cols}" if basis.kind == "reduced" else ""
     return (
@@ -194,7 +194,6 @@ def run_experiment(
     ``stream=True`` keeps streaming moments instead of per-seed arrays (bounded memory for any
     number of seeds; medians and quantiles are then not available)."""
     static, hyper = preflight(config, stream)
-    small = dev.is_small(static.basis)
     res = map_seeds(
         simulate_seed,
         static,
@@ -206,7 +205,7 @@ def run_experiment(
         devices=config.devices,
         progress=progress,
         reduce=stream_view(config) if stream else None,
-        small=small,
+        width=_width(config, static),
     )
     if stream:
         return ExperimentResult(

@@ -6,10 +6,11 @@ per-operation overhead. With the seeds in the last axis every product of ``losse
 over the first two axes, ``small_matmul``) is a broadcast multiply and a sum whose innermost
 loop runs over seeds, and XLA fuses a whole training step into a few vectorised loops.
 
-``seed_minor(fn)`` is ``fn`` with a batching rule: vmapped over a batch that
-``devices.seeds_last`` accepts, it moves the batched arguments' seed axis last, runs ``fn``
-itself on them (its arrays then carry trailing seed axes) and moves the outputs' seed axis back
-to the front, so a caller sees what ``jax.vmap(fn)`` returns; otherwise it is ``jax.vmap(fn)``.
+``seed_minor(fn, width)`` is ``fn`` with a batching rule: vmapped over a batch that
+``devices.seeds_last`` accepts for the arguments' width, it moves the batched arguments' seed
+axis last, runs ``fn`` itself on them (its arrays then carry trailing seed axes) and moves the
+outputs' seed axis back to the front, so a caller sees what ``jax.vmap(fn)`` returns; otherwise
+it is ``jax.vmap(fn)``.
 On CPU such a program is compiled without XLA's YNNPACK fusion of reductions
 (``devices.compiler_options``): on these reductions over a middle axis it ran a step 10× slower
 than XLA's own loop fusion.
@@ -33,16 +34,16 @@ def widest(tree) -> int:
     return max((max(x.shape[:2], default=0) for x in jax.tree.leaves(tree)), default=0)
 
 
-def seed_minor(fn, small, per_seed: int = 1):
+def seed_minor(fn, width, per_seed: int = 1):
     """``fn(*args)`` whose vmap over a batch runs seed-minor when ``devices.seeds_last(batch,
-    small(*args))`` (``small``: whether the arguments' matrices are small enough). The first
+    width(*args))`` (``width``: the arguments' widest matrix, None if not a candidate). The first
     ``per_seed`` arguments are the per-seed state: seed-minor, an unbatched one of them (a factor
     that starts at 0 for every seed) is given the seed axis; the others keep theirs or none."""
     f = jax.custom_batching.custom_vmap(fn)
 
     @f.def_vmap
     def rule(axis_size, in_batched, *args):
-        if not dev.seeds_last(axis_size, small(*args)):
+        if not dev.seeds_last(axis_size, width(*args)):
             axes = jax.tree.map(lambda b: 0 if b else None, list(in_batched))
             out = jax.vmap(fn, in_axes=tuple(axes))(*args)
         else:

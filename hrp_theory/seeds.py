@@ -41,10 +41,10 @@ def root_key(seed: int) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=64)
-def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1, small: bool = False):
+def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1, width: int | None = None):
     """The jitted function running ``fn`` on seeds ``start … start+chunk−1`` (compiled once per
-    ``(fn, static, chunk, batch, devices, small)``); with ``devices > 1`` the seed axis is
-    sharded; ``small``: compiled with ``devices.compiler_options``."""
+    ``(fn, static, chunk, batch, devices, width)``); with ``devices > 1`` the seed axis is
+    sharded; compiled with ``devices.compiler_options(width)``."""
 
     def local(keys, args):
         return jax.lax.map(lambda k: fn(k, static, args), keys, batch_size=batch)
@@ -59,7 +59,7 @@ def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1, small: bo
             keys = jax.lax.with_sharding_constraint(keys, dev.seed_sharding(devices))
         return mapped(keys, args)
 
-    return jax.jit(run, compiler_options=dev.compiler_options(small))
+    return jax.jit(run, compiler_options=dev.compiler_options(width))
 
 
 class SeedMap(NamedTuple):
@@ -83,7 +83,7 @@ def map_seeds(
     progress: bool = True,
     desc: str = "seeds",
     reduce=None,
-    small: bool = False,
+    width: int | None = None,
 ) -> SeedMap:
     """Run ``fn(key_i, static, args)`` for seeds ``i = 0 … seeds−1``, ``key_i = fold_in(root, i)``.
 
@@ -100,8 +100,9 @@ def map_seeds(
       progress: show a progress bar.
       reduce: ``host chunk -> pytree of arrays (seeds first)``; when given, each chunk is folded
         into streaming ``stats.Moments`` and dropped, and ``out`` is the pytree of ``Moments``.
-      small: a seed's program is small (default chunk and CPU batch sizes grow, see
-        ``devices``).
+      width: the widest matrix of a seed's program when its target is diagonal
+        (``devices.width``; None: dense); a small one gets larger default chunks and CPU batches
+        (``devices.plan``)
 
     A Ctrl-C keeps the chunks already finished (``interrupted=True``); before the first one it
     raises ``KeyboardInterrupt``.
@@ -111,9 +112,9 @@ def map_seeds(
     positive_int(seeds, "seeds", MAX_SEEDS)
     optional_positive_int(chunk_size, "chunk_size")
     optional_positive_int(batch_size, "batch_size")
-    n_dev, chunk, batch, _ = dev.plan(seeds, chunk_size, batch_size, devices, small)
+    n_dev, chunk, batch, _ = dev.plan(seeds, chunk_size, batch_size, devices, width)
     procs, me = jax.process_count(), jax.process_index()
-    run = chunk_runner(fn, static, chunk, batch, n_dev, small)
+    run = chunk_runner(fn, static, chunk, batch, n_dev, width)
     root = root_key(seed)
     parts, total, tree, done, interrupted = [], None, None, 0, False
     bar = tqdm(total=seeds, unit="seed", disable=not progress or me > 0, desc=desc)

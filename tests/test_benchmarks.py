@@ -79,6 +79,21 @@ def test_preheat_svd_benchmark_tiny(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_batching_benchmark_tiny(tmp_path):
+    out = tmp_path / "batching.json"
+    main = runpy.run_path(str(ROOT / "benchmarks" / "batching.py"))["main"]
+    main(["--problems", "spectral:8x6,dense:8x6", "--seeds", "4", "--json", str(out)])
+    got = json.loads(out.read_text())
+    spectral, dense = got["problems"]
+    for row in got["problems"]:
+        assert len(row["us_a_seed"]) == 5 and all(v > 0 for v in row["us_a_seed"].values())
+        assert row["best"] in row["us_a_seed"]
+    # the default plan: a narrow diagonal program in batches without YNNPACK, a dense one not
+    assert spectral["default"] == "batch 64, XLA fusion"
+    assert dense["default"] == "1 seed, YNNPACK"
+
+
+@pytest.mark.slow
 def test_memory_benchmark_tiny(tmp_path):
     out = tmp_path / "mem.json"
     mod = runpy.run_path(str(ROOT / "benchmarks" / "memory.py"))

@@ -51,6 +51,47 @@ def test_vmapped_train_runs_seed_minor_and_matches_one_seed_at_a_time(form, opti
             np.testing.assert_allclose(g[i], w, rtol=1e-10, atol=1e-13)
 
 
+def test_an_observed_small_run_records_its_factors_and_observes_them_afterwards():
+    """With ``observe``, a small run keeps its factors at each record (seed-minor when batched)
+    and observes them after the loop: the curves of a vmapped batch are, seed by seed, those of
+    an unbatched run, and those of a run that observes inside its loop (a dense target)."""
+    spec = ProblemSpec(m=64, n=64, spectrum="values:1,0.8,0.5,0.3,0.2")
+    pb = reduced_problem(problem_arrays(spec), Basis("reduced", 5, 13, 13))
+    obj = pb.objective
+    S, r = 16, 3
+    A = 0.3 * jax.random.normal(jax.random.key(1), (S, 13, r))
+    B = jnp.zeros((S, 13, r))
+    observe = lambda p: {"gram": p.B.T @ p.B - p.A.T @ p.A, "norm": jnp.linalg.norm(p.A)}
+    kw = dict(form="classic", opt=make_optimizer("flow", 0.05), steps=40, record_every=8)
+    one = lambda b, a: train(LoraParams(b, a), obj, 1.0, observe=observe, **kw).curves
+    before = layout.SEEDS_LAST_TRACES
+    got = jax.jit(jax.vmap(one))(B, A)
+    assert before + 1 == layout.SEEDS_LAST_TRACES  # the seed-minor branch ran
+    dense = H.Objective(C=pb.M)  # not a diagonal target: observed inside the loop
+    for i in (0, 9):
+        want = jax.jit(one)(B[i], A[i])
+        inside = train(LoraParams(B[i], A[i]), dense, 1.0, observe=observe, **kw).curves
+        assert want["gram"].shape == (6, r, r)
+        for name in want:
+            np.testing.assert_allclose(got[name][i], want[name], rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(inside[name], want[name], rtol=1e-10, atol=1e-13)
+
+
+def test_a_spectral_program_up_to_small_dim_is_batched_and_a_dense_one_is_not():
+    """``devices.width``: a diagonal target (spectral, reduced) has a width, a dense one none;
+    small ones run in batches of ``SMALL_BATCH`` on a CPU, seed-minor only up to
+    ``SEEDS_LAST_DIM``."""
+    assert devices.width(Basis("spectral"), 48, 64) == 64
+    assert devices.width(Basis("reduced", 5, 13, 24), 4096, 4096) == 24
+    assert devices.width(Basis("dense"), 48, 64) is None
+    spectral = devices.plan(256, width=64, devices=1)
+    assert spectral.batch == devices.SMALL_BATCH and not spectral.seeds_last
+    assert devices.plan(256, width=24, devices=1).seeds_last
+    assert devices.plan(256, width=devices.SMALL_DIM + 1, devices=1).batch == 1
+    assert devices.plan(256, width=None, devices=1).batch == 1
+    assert devices.compiler_options(None) is None
+
+
 def _config(form, optimizer, momentum=0.0):
     return H.ExperimentConfig(
         problem=H.ProblemSpec(m=128, n=96, spectrum="power:1", rank=6),

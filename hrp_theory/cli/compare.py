@@ -153,14 +153,15 @@ GROUPS: dict[str, list[Flag]] = {
             "--chunk-size",
             "chunk_size",
             int,
-            "seeds per jitted call (default: ≤ 64 per device, ≤ 1024 in the reduced basis)",
+            "seeds per jitted call (default: ≤ 64 per device, ≤ 1024 for a spectral or "
+            "reduced basis at most 256 wide)",
         ),
         Flag(
             "--batch-size",
             "batch_size",
             int,
-            "seeds vmapped together on a device (default on CPU 1, 8 in the reduced basis; "
-            "the device's share on a GPU)",
+            "seeds vmapped together on a device (default on CPU 1, 64 for a spectral or "
+            "reduced basis at most 256 wide; the device's share on a GPU)",
         ),
         Flag("--devices", "devices", int, "local devices to shard the seeds over (default: all)"),
         Flag(

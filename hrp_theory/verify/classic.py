@@ -68,6 +68,7 @@ def check_classic_flow(ctx: Context) -> Outcome:
             (problem_arrays(spec), jnp.asarray(eps)),
             seeds,
             f"8 classic ε={eps:g}",
+            width=ctx.width,
         )
         excess = out["loss"] - out["optimal"][:, None]
         where = f"{GAP}, A₀ column norm ε = {eps:g}, RK4 dt = {dt}"
@@ -144,6 +145,7 @@ def check_aligned_classic(ctx: Context) -> Outcome:
             (problem_arrays(spec), jnp.asarray(eps)),
             seeds,
             f"9 aligned ε={eps:g}",
+            width=ctx.width,
         )
         ts = np.array([5.0, 10.0, 15.0])
         idx = np.rint(ts / dt).astype(int)

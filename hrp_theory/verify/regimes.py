@@ -128,6 +128,7 @@ def check_preheat_regimes(ctx: Context) -> Outcome:
         problem_arrays(spec),
         seeds,
         "10 preheat regimes",
+        width=ctx.width,
     )
     L_opt = float(np.mean(out["optimal"]))
     t = np.arange(out["p8"]["ode"].shape[1]) * REGIME_DT * REGIME_EVERY
