@@ -99,7 +99,7 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="fewer seeds and settings (about a minute on 2 cores, 24 s once compiled)",
+        help="fewer seeds and settings (about a minute on 2 cores, 18 s once compiled)",
     )
     p.add_argument(
         "--checks",
