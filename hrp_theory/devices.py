@@ -26,9 +26,10 @@ SMALL_CHUNK_PER_DEVICE = 1024
 SMALL_BATCH = 64
 #: A program is small when its target is diagonal (the spectral or reduced basis: every product
 #: is a few times r wide or a row scaling) and its matrices are at most this many coordinates
-#: wide. Measured on 2 cores (docs/performance.md): batches of 64 with XLA's own fusion ran such
-#: a seed 1.7-7.6x faster than one seed at a time at widths 48 to 256; at 1024 the gain is 1.4x
-#: and only with YNNPACK's fusion, so wider programs keep the general plan.
+#: wide. Measured on 2 cores (``benchmarks/batching.py``, docs/performance.md): batches of 64
+#: with XLA's own fusion ran such a seed 1.8-4.1x faster than one seed at a time with YNNPACK's
+#: at widths 48 to 256; at 1024 batches gained 1.5-1.6x only with YNNPACK's fusion, so wider
+#: programs keep the general plan.
 SMALL_DIM = 256
 #: A small program's batches run seed-minor (``layout.py``) when its matrices are at most this
 #: wide: at 48 x 64 seed-minor and seed-major batches ran at the same speed.
