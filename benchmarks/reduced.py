@@ -86,9 +86,7 @@ def matmul_peak(H, size: int = 1024, reps: int = 10) -> float:
 def timed(H, cfg, stream: bool = False) -> float:
     """Seconds of a run, compile excluded: a first run of one chunk compiles the same program
     (every chunk of a run has the same shape)."""
-    n_dev = H.devices.local_devices(cfg.devices)
-    width = H.devices.width(H.bases.resolve_basis(cfg), cfg.problem.m, cfg.problem.n)
-    chunk = H.devices.chunk_length(cfg.seeds, cfg.chunk_size, n_dev, width)
+    chunk = H.experiment.layout_plan(cfg).chunk
     H.run_experiment(dataclasses.replace(cfg, seeds=chunk), progress=False, stream=stream)
     t0 = time.perf_counter()
     H.run_experiment(cfg, progress=False, stream=stream)
@@ -131,7 +129,6 @@ def main(argv=None):
     dense = config(H, W, a.dense_seeds, "dense", steps)
     red = config(H, W, a.reduced_seeds, "reduced", steps)
     t_dense, t_red = timed(H, dense), timed(H, red)
-    red_width = H.devices.width(H.bases.resolve_basis(red), W, W)
     rate_dense = a.dense_seeds * steps / t_dense
     rate_red = a.reduced_seeds * steps / t_red
     out["dense_seed_steps_per_s"] = rate_dense
@@ -166,7 +163,7 @@ def main(argv=None):
     for b in [int(x) for x in a.batches.split(",")]:
         cfg_b = dataclasses.replace(red, batch_size=b)
         times[b] = timed(H, cfg_b) / a.reduced_seeds
-        last = H.devices.seeds_last(b, red_width)
+        last = H.experiment.layout_plan(cfg_b).seeds_last
         print(f"reduced, batches of {b:>3} ({'seed-minor' if last else 'seed-major'}): "
               f"{1e6 * times[b]:.1f} µs a seed", flush=True)  # fmt: skip
     default = H.devices.SMALL_BATCH

@@ -170,6 +170,11 @@ def _plan(config: ExperimentConfig, static) -> dev.Plan:
     )
 
 
+def layout_plan(config: ExperimentConfig) -> dev.Plan:
+    """The ``devices.Plan`` ``run_experiment`` lays the seeds of ``config`` out by."""
+    return _plan(config, split_config(config)[0])
+
+
 def seed_plan(config: ExperimentConfig) -> str:
     """How ``run_experiment`` lays out the seeds of ``config`` (``devices.plan``), in one line
     (``hrp-sim compare --verbose``)."""
