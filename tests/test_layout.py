@@ -17,8 +17,24 @@ from helpers import minilm_ready, tiny_lora_bert
 
 GOLDEN = Path(__file__).parent / "golden" / "smoke_studies.json"
 RECORD = os.environ.get("HRP_RECORD_GOLDEN") == "1"
-#: Keys whose values depend on the machine or the clock, not on the computation.
-UNSTABLE = ("seconds", "wall", "timings", "provenance", "run_id", "path", "reused")
+#: Keys whose values depend on the machine or the clock, not on the computation; and
+#: ``sigma_condition``: the tiny BERT's Σ over 256 tokens is singular, so its condition number is
+#: rounding alone (2.5e7 on one CPU, 4e300 on another).
+UNSTABLE = (
+    "seconds",
+    "wall",
+    "timings",
+    "provenance",
+    "run_id",
+    "path",
+    "reused",
+    "sigma_condition",
+)
+#: The recorded numbers come from float32 arithmetic (the tiny BERT's weights are float32, as
+#: MiniLM's), whose rounding depends on the CPU's kernels: between two machines, PiSSA's captured
+#: energies differed by up to 6e-5 relative and principal angles that are 0 exactly by up to 2e-6
+#: degrees (arccos at float64 rounding). A change of behaviour moves them by far more.
+RTOL, ATOL = 1e-4, 1e-5
 
 needs_minilm = pytest.mark.skipif(
     not minilm_ready(),
@@ -101,7 +117,8 @@ def _real_smoke(folder: Path) -> dict:
 @needs_minilm
 def test_smoke_studies_give_the_numbers_recorded_before_the_move(tmp_path):
     """A smoke ``hrp-sim lora`` (three kinds of init, both forms, captured energy) and ``hrp-sim
-    real`` on the tiny BERT give the recorded numbers (float64; relative 1e-6). Recorded before
+    real`` on the tiny BERT give the recorded numbers (to ``RTOL`` and ``ATOL``: float32's
+    rounding across CPUs). Recorded before
     the real side was split into packages; re-recorded once when issue 22 changed the study."""
     from hrp_theory.results import jsonable
 
@@ -118,7 +135,7 @@ def test_smoke_studies_give_the_numbers_recorded_before_the_move(tmp_path):
         for k in want
         if not (
             (np.isnan(want[k]) and np.isnan(have[k]))
-            or abs(have[k] - want[k]) <= 1e-6 * abs(want[k]) + 1e-9
+            or abs(have[k] - want[k]) <= RTOL * abs(want[k]) + ATOL
         )
     ]
     assert not bad, bad[:20]
