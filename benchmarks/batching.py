@@ -48,8 +48,8 @@ def measure(H, jax, basis: str, m: int, n: int, seeds: int) -> dict:
     start = jnp.asarray(0, jnp.int32)
     runs = {}
     for name, batch, ynn in VARIANTS:
-        # the width only selects the compiler options here: 1 (small) or None (YNNPACK on)
-        run = chunk_runner(simulate_seed, static, seeds, batch, n_dev, None if ynn else 1)
+        # the extent only selects the compiler options here: 1 (without YNNPACK), None (with it)
+        run = chunk_runner(simulate_seed, static, seeds, batch, n_dev, extent=None if ynn else 1)
         jax.block_until_ready(run(root_key(0), start, hyper))  # compile
         runs[name] = run
     best: dict[str, float] = {}
@@ -58,8 +58,13 @@ def measure(H, jax, basis: str, m: int, n: int, seeds: int) -> dict:
             t0 = time.perf_counter()
             jax.block_until_ready(run(root_key(0), start, hyper))
             best[name] = min(best.get(name, float("inf")), 1e6 * (time.perf_counter() - t0) / seeds)
-    small = H.devices.is_small(H.devices.width(static.basis, m, n))
-    default = "batch 64, XLA fusion" if small else "1 seed, YNNPACK"  # devices.plan's choice
+    width = H.devices.width(static.basis, m, n)  # devices.plan's and compiler_options' choice
+    if H.devices.is_small(width):
+        default = "batch 64, XLA fusion"
+    elif H.devices.compiler_options(width, max(m, n)) is not None:
+        default = "1 seed, XLA fusion"
+    else:
+        default = "1 seed, YNNPACK"
     return {
         "basis": static.basis.kind,
         "m": m,
@@ -75,7 +80,7 @@ def main(argv=None):
     p.add_argument(
         "--problems",
         default="spectral:48x64,spectral:128x128,spectral:256x256,spectral:1024x1024,"
-        "dense:48x64,dense:256x256",
+        "dense:48x64,dense:64x64,dense:128x128,dense:256x256",
         help="comma list of BASIS:MxN (basis: spectral, reduced or dense)",
     )
     p.add_argument("--seeds", type=int, default=128, help="seeds of each timed run")

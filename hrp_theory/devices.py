@@ -34,6 +34,11 @@ SMALL_DIM = 256
 #: A small program's batches run seed-minor (``layout.py``) when its matrices are at most this
 #: wide: at 48 x 64 seed-minor and seed-major batches ran at the same speed.
 SEEDS_LAST_DIM = 32
+#: A program whose target is not diagonal (dense) is compiled without YNNPACK's fusion, one seed
+#: at a time, when its matrices are at most this wide. Measured on 2 cores, one seed at a time
+#: (``benchmarks/batching.py``, docs/performance.md): without it 2.5x faster at 48 x 64, 2.4x at
+#: 64 x 64 and 1.2x at 128 x 128; at 256 x 256, 1.2x slower.
+DENSE_XLA_FUSION_DIM = 128
 #: The smallest vmapped batch that runs seed-minor (``seeds_last``); a smaller one runs
 #: seed-major (vmapped as it is).
 SEEDS_LAST_MIN = 16
@@ -67,12 +72,15 @@ def seeds_last(batch: int, width: int | None) -> bool:
     )
 
 
-def compiler_options(width: int | None) -> dict | None:
-    """XLA options of a chunk's program: a small program on CPU is compiled without the
-    YNNPACK library fusion of reductions, which ran the seed-minor layout's training step 10×
-    slower, and a seed-major batch of a 48 × 64 spectral run 3× slower, than XLA's own loop
-    fusion (docs/performance.md)."""
-    if is_small(width) and jax.default_backend() == "cpu":
+def compiler_options(width: int | None, extent: int | None = None) -> dict | None:
+    """XLA options of a chunk's program on CPU: without the YNNPACK library fusion of reductions
+    when the program is small (``is_small``: YNNPACK ran the seed-minor layout's training step
+    10× slower, and a seed-major batch of a 48 × 64 spectral run 3× slower, than XLA's own loop
+    fusion) or when its widest matrix, ``extent``, is at most ``DENSE_XLA_FUSION_DIM``
+    (a dense 48 × 64 seed 2.5× faster without it); docs/performance.md."""
+    if jax.default_backend() != "cpu":
+        return None
+    if is_small(width) or (extent is not None and extent <= DENSE_XLA_FUSION_DIM):
         return {"xla_cpu_experimental_ynn_fusion_type": ""}
     return None
 

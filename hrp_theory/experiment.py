@@ -164,6 +164,10 @@ def _width(config: ExperimentConfig, static) -> int | None:
     return dev.width(static.basis, config.problem.m, config.problem.n)
 
 
+def _extent(config: ExperimentConfig) -> int:
+    return max(config.problem.m, config.problem.n)
+
+
 def _plan(config: ExperimentConfig, static) -> dev.Plan:
     return dev.plan(
         config.seeds, config.chunk_size, config.batch_size, config.devices, _width(config, static)
@@ -181,13 +185,15 @@ def seed_plan(config: ExperimentConfig) -> str:
     import jax
 
     static = split_config(config)[0]
-    basis, small = static.basis, dev.is_small(_width(config, static))
+    basis, width = static.basis, _width(config, static)
     n_dev, chunk, batch, last = _plan(config, static)
     dims = f" of {basis.rows}×{basis.cols}" if basis.kind == "reduced" else ""
+    no_ynn = dev.compiler_options(width, _extent(config)) is not None
     return (
         f"seeds: {config.seeds} on {n_dev} {jax.default_backend()} device(s), chunks of {chunk}, "
         f"vmapped batches of {batch}, {'seed-minor' if last else 'seed-major'} layout "
-        f"({basis.kind} basis{dims}{': a small program' if small else ''})"
+        f"({basis.kind} basis{dims}{': a small program' if dev.is_small(width) else ''}"
+        f"{'; compiled without YNNPACK fusion' if no_ynn else ''})"
     )
 
 
@@ -211,6 +217,7 @@ def run_experiment(
         progress=progress,
         reduce=stream_view(config) if stream else None,
         width=_width(config, static),
+        extent=_extent(config),
     )
     if stream:
         return ExperimentResult(

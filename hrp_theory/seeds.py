@@ -41,10 +41,18 @@ def root_key(seed: int) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=64)
-def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1, width: int | None = None):
+def chunk_runner(
+    fn,
+    static,
+    chunk: int,
+    batch: int,
+    devices: int = 1,
+    width: int | None = None,
+    extent: int | None = None,
+):
     """The jitted function running ``fn`` on seeds ``start … start+chunk−1`` (compiled once per
-    ``(fn, static, chunk, batch, devices, width)``); with ``devices > 1`` the seed axis is
-    sharded; compiled with ``devices.compiler_options(width)``."""
+    ``(fn, static, chunk, batch, devices, width, extent)``); with ``devices > 1`` the seed axis
+    is sharded; compiled with ``devices.compiler_options(width, extent)``."""
 
     def local(keys, args):
         return jax.lax.map(lambda k: fn(k, static, args), keys, batch_size=batch)
@@ -59,7 +67,7 @@ def chunk_runner(fn, static, chunk: int, batch: int, devices: int = 1, width: in
             keys = jax.lax.with_sharding_constraint(keys, dev.seed_sharding(devices))
         return mapped(keys, args)
 
-    return jax.jit(run, compiler_options=dev.compiler_options(width))
+    return jax.jit(run, compiler_options=dev.compiler_options(width, extent))
 
 
 class SeedMap(NamedTuple):
@@ -84,6 +92,7 @@ def map_seeds(
     desc: str = "seeds",
     reduce=None,
     width: int | None = None,
+    extent: int | None = None,
 ) -> SeedMap:
     """Run ``fn(key_i, static, args)`` for seeds ``i = 0 … seeds−1``, ``key_i = fold_in(root, i)``.
 
@@ -103,6 +112,8 @@ def map_seeds(
       width: the widest matrix of a seed's program when its target is diagonal
         (``devices.width``; None: dense); a small one gets larger default chunks and CPU batches
         (``devices.plan``)
+      extent: the widest matrix of a seed's program, whatever its target (None: unknown); a
+        narrow one is compiled without YNNPACK's fusion on CPU (``devices.compiler_options``)
 
     A Ctrl-C keeps the chunks already finished (``interrupted=True``); before the first one it
     raises ``KeyboardInterrupt``.
@@ -114,7 +125,7 @@ def map_seeds(
     optional_positive_int(batch_size, "batch_size")
     n_dev, chunk, batch, _ = dev.plan(seeds, chunk_size, batch_size, devices, width)
     procs, me = jax.process_count(), jax.process_index()
-    run = chunk_runner(fn, static, chunk, batch, n_dev, width)
+    run = chunk_runner(fn, static, chunk, batch, n_dev, width, extent)
     root = root_key(seed)
     parts, total, tree, done, interrupted = [], None, None, 0, False
     bar = tqdm(total=seeds, unit="seed", disable=not progress or me > 0, desc=desc)

@@ -80,7 +80,7 @@ def test_an_observed_small_run_records_its_factors_and_observes_them_afterwards(
 def test_a_spectral_program_up_to_small_dim_is_batched_and_a_dense_one_is_not():
     """``devices.width``: a diagonal target (spectral, reduced) has a width, a dense one none;
     small ones run in batches of ``SMALL_BATCH`` on a CPU, seed-minor only up to
-    ``SEEDS_LAST_DIM``."""
+    ``SEEDS_LAST_DIM``; YNNPACK's fusion is off for small programs and narrow dense ones."""
     assert devices.width(Basis("spectral"), 48, 64) == 64
     assert devices.width(Basis("reduced", 5, 13, 24), 4096, 4096) == 24
     assert devices.width(Basis("dense"), 48, 64) is None
@@ -90,6 +90,11 @@ def test_a_spectral_program_up_to_small_dim_is_batched_and_a_dense_one_is_not():
     assert devices.plan(256, width=devices.SMALL_DIM + 1, devices=1).batch == 1
     assert devices.plan(256, width=None, devices=1).batch == 1
     assert devices.compiler_options(None) is None
+    # a dense program is compiled without YNNPACK's fusion only up to DENSE_XLA_FUSION_DIM wide
+    no_ynn = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert devices.compiler_options(None, devices.DENSE_XLA_FUSION_DIM) == no_ynn
+    assert devices.compiler_options(None, devices.DENSE_XLA_FUSION_DIM + 1) is None
+    assert devices.compiler_options(64, 4096) == no_ynn  # a small program whatever its extent
 
 
 def _config(form, optimizer, momentum=0.0):
