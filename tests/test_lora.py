@@ -189,6 +189,32 @@ def test_cli_writes_outputs_and_resumes(tiny, tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["meta"]["reused_runs"] == []
 
 
+def test_a_saved_run_keeps_seed_0s_adapter_beside_its_measurements(tmp_path):
+    """``runs.save`` splits seed 0's adapter into ``RUN.adapter.npz``; ``load_saved`` joins them
+    when the settings match, and a run published without its adapter still loads, while its
+    export says what is missing."""
+    from hrp_theory.finetune import peft, runs
+
+    arrays = {k: np.ones((3, 4)) for k in runs.PER_SEED} | {"moves_w0": np.asarray(False)}
+    arrays |= {"seed0|enc/q|A": np.ones((6, 2)), "seed0|enc/q|B": np.zeros((5, 2))}
+    arrays |= {"seed0|head|kernel": np.ones((6, 2)), "seed0|head|bias": np.zeros(2)}
+    path = tmp_path / "kaiming@classic@lr=0.0005.npz"
+    runs.save(path, arrays, "key")
+    with np.load(path, allow_pickle=False) as z:
+        assert not any(k.startswith(runs.ADAPTER) for k in z.files)
+    got = runs.load_saved(path, "key", 3)
+    assert got is not None and set(got) == set(arrays)
+    adapters, head = peft.seed0_adapter(got, "kaiming")
+    assert adapters["enc/q"].A.shape == (6, 2) and head["bias"].shape == (2,)
+    assert runs.load_saved(path, "other settings", 3) is None
+    assert runs.load_saved(path, "key", 4) is None  # another seed count
+    runs.adapter_path(path).unlink()
+    got = runs.load_saved(path, "key", 3)
+    assert got is not None and not any(k.startswith(runs.ADAPTER) for k in got)
+    with pytest.raises(ValueError, match="adapter of kaiming is not saved"):
+        peft.seed0_adapter(got, "kaiming")
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -16,7 +16,7 @@ for _mod in ("torch", "transformers", "peft"):
     pytest.importorskip(_mod, reason=f"needs the peft extra: pip install -e '.[peft]' ({_mod})")
 
 from hrp_theory.finetune import adapters as fa  # noqa: E402
-from hrp_theory.finetune import peft  # noqa: E402
+from hrp_theory.finetune import peft, runs  # noqa: E402
 from hrp_theory.models import bert, text  # noqa: E402
 from hrp_theory.models import checkpoints as ck  # noqa: E402
 
@@ -54,8 +54,11 @@ def test_exported_adapter_reproduces_the_jax_model_in_peft(tmp_path):
     )
 
     # the JAX side: seed 0's trained adapter, from the saved run
-    with np.load(out / "runs" / "kaiming@classic@lr=0.005.npz", allow_pickle=False) as z:
-        run = {k: z[k] for k in z.files}
+    saved = out / "runs" / "kaiming@classic@lr=0.005.npz"
+    run = {}
+    for f in (saved, runs.adapter_path(saved)):  # the measurements, seed 0's adapter beside
+        with np.load(f, allow_pickle=False) as z:
+            run |= {k: z[k] for k in z.files}
     adapters, _ = peft.seed0_adapter(run, "kaiming")
     assert max(float(np.abs(ab.B).max()) for ab in adapters.values()) > 0  # trained: B ≠ 0
     path = ck.minilm_path()

@@ -100,6 +100,12 @@ def seed0_adapter(run: dict, name: str) -> tuple[dict, dict]:
             "aligned-ft) or drop --export-peft"
         )
     paths = sorted({k.split("|")[1] for k in run if k.startswith("seed0|") and k.endswith("|A")})
+    if not paths:
+        raise ValueError(
+            f"export_peft: seed 0's adapter of {name} is not saved (its OUT/runs/RUN.adapter.npz "
+            "is missing: a published run is kept without it); delete the run's file under "
+            "OUT/runs/ and rerun to export it"
+        )
     adapters = {p: LoraParams(B=run[f"seed0|{p}|B"], A=run[f"seed0|{p}|A"]) for p in paths}
     head = {f: run[f"seed0|head|{f}"] for f in ("kernel", "bias")}
     return adapters, head

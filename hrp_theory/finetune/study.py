@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..interrupts import stop_if_signalled
-from ..results import write_npz
 from . import bridge, data, inits, programs, runs
 from .config import LoraConfig
 
@@ -210,7 +209,7 @@ def run_study(cfg: LoraConfig, out, progress: bool = True, log=None) -> dict:
                 got = runs.load_saved(runs_dir / f"{run}.npz", key, cfg.seeds)
                 if got is None:
                     got = run_one(setup, cfg, shared, name, form, lr, progress)
-                    write_npz(runs_dir / f"{run}.npz", got | {"run_key": np.asarray(key)})
+                    runs.save(runs_dir / f"{run}.npz", got, key)
                 else:
                     reused.append(run)
                     say(f"reused {run} (saved in {runs_dir}; its settings match)")
