@@ -23,11 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import devices as dev
+from . import exported
 from .stats import merge_moments, moments_of
 from .validation import MAX_SEEDS, optional_positive_int, positive_int
 from .validation import seed as check_seed
 
-#: Number of times a chunk function was traced (a test counts compilations with it).
+#: Number of chunk programs traced or read back from disk (``exported``); a test counts
+#: compilations with it.
 TRACE_COUNT = 0
 
 
@@ -51,8 +53,9 @@ def chunk_runner(
     extent: int | None = None,
 ):
     """The jitted function running ``fn`` on seeds ``start … start+chunk−1`` (compiled once per
-    ``(fn, static, chunk, batch, devices, width, extent)``); with ``devices > 1`` the seed axis
-    is sharded; compiled with ``devices.compiler_options(width, extent)``."""
+    ``(fn, static, chunk, batch, devices, width, extent)``, and kept on disk by ``exported``
+    for later processes); with ``devices > 1`` the seed axis is sharded; compiled with
+    ``devices.compiler_options(width, extent)``."""
 
     def local(keys, args):
         return jax.lax.map(lambda k: fn(k, static, args), keys, batch_size=batch)
@@ -67,7 +70,20 @@ def chunk_runner(
             keys = jax.lax.with_sharding_constraint(keys, dev.seed_sharding(devices))
         return mapped(keys, args)
 
-    return jax.jit(run, compiler_options=dev.compiler_options(width, extent))
+    options = dev.compiler_options(width, extent)
+    return exported.program(
+        jax.jit(run, compiler_options=options),
+        exported.identity(fn, static, chunk, batch, devices, width, extent),
+        options,
+        mesh=dev.seed_mesh(devices) if devices > 1 else None,
+        on_read=_read_back,
+    )
+
+
+def _read_back() -> None:
+    """A chunk program read back from disk (``exported``) counts as one traced."""
+    global TRACE_COUNT
+    TRACE_COUNT += 1
 
 
 class SeedMap(NamedTuple):

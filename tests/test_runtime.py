@@ -1,5 +1,6 @@
 """The persistent compilation cache hrp-sim turns on: where it lives, how it is turned off, and
-that a cached run gives the same numbers as a compiled one."""
+that a cached run gives the same numbers as a compiled one; the lowered programs kept beside it
+(``exported``): read back, not traced, with the same numbers, and keyed exactly."""
 
 import os
 import subprocess
@@ -41,8 +42,11 @@ def test_hrp_sim_fills_the_cache_and_a_cached_run_gives_the_same_numbers(tmp_pat
     first = _run(tmp_path, "a", cache)
     stored = sorted(os.listdir(cache))
     assert stored, "hrp-sim compiled programs but stored none"
+    programs = sorted(os.listdir(cache / "hrp-exported"))  # the lowered programs (exported)
+    assert programs, "hrp-sim kept no lowered program"
     second = _run(tmp_path, "b", cache)
     assert sorted(os.listdir(cache)) == stored, "the second run compiled programs anew"
+    assert sorted(os.listdir(cache / "hrp-exported")) == programs, "it lowered them anew"
     assert first.keys() == second.keys()
     numeric = [k for k in first if first[k].dtype.kind in "fiub"]
     assert len(numeric) > 4
@@ -80,3 +84,66 @@ def test_configure_runs_numpy_blas_on_one_thread(monkeypatch):
     finally:
         runtime.host_blas_threads(1)
     assert blas() == {1}
+
+
+def _small_experiment(steps: int = 7):
+    from hrp_theory import ExperimentConfig, LoraSpec, ProblemSpec, TrainSpec
+    from hrp_theory.experiment import preflight
+
+    cfg = ExperimentConfig(
+        problem=ProblemSpec(m=9, n=7, spectrum="power:1"),
+        lora=LoraSpec(r=2),
+        train=TrainSpec(optimizer="gd", lr=0.3, steps=steps),
+        inits=("kaiming", "hrp"),
+        seeds=3,
+    )
+    return preflight(cfg)
+
+
+def test_a_lowered_program_is_read_back_with_the_same_numbers(tmp_path, monkeypatch):
+    """``exported.program``: a fresh runner reads the program another wrote (without tracing it)
+    and gives the numbers of the plain jit bitwise; a damaged file is exported again."""
+    import jax
+
+    from hrp_theory import exported, seeds
+    from hrp_theory.experiment import simulate_seed
+
+    static, hyper = _small_experiment()
+    assert exported.folder() is not None  # the tests' compilation cache is on (conftest)
+    monkeypatch.setenv("HRP_EXPORT_CACHE", "off")
+    assert exported.folder() is None
+    reads = []
+    real_read = exported._read
+    monkeypatch.setattr(exported, "_read", lambda p: reads.append(p) or real_read(p))
+    make = seeds.chunk_runner.__wrapped__  # a fresh runner each time (no lru_cache)
+    call = lambda run: jax.device_get(run(seeds.root_key(5), jax.numpy.asarray(0), hyper))
+
+    plain = call(make(simulate_seed, static, 3, 1))  # a plain jit
+    monkeypatch.setattr(exported, "folder", lambda: tmp_path / "exp")
+    first = call(make(simulate_seed, static, 3, 1))
+    (path,) = (tmp_path / "exp").iterdir()
+    traced = seeds.TRACE_COUNT
+    second = call(make(simulate_seed, static, 3, 1))
+    assert reads == [path] and traced + 1 == seeds.TRACE_COUNT  # read back counts as a build
+    path.write_bytes(b"not a program")
+    third = call(make(simulate_seed, static, 3, 1))
+    assert len(reads) == 2 and path.read_bytes() != b"not a program"  # exported again
+    for got in (first, second, third):
+        jax.tree.map(np.testing.assert_array_equal, got, plain)
+
+
+def test_a_program_is_keyed_exactly_or_not_kept():
+    """``exported.identity``: any static setting changes the key; a local function or a setting
+    without an exact encoding (an arbitrary object) gets none, and runs as a plain jit."""
+    from hrp_theory import exported
+    from hrp_theory.experiment import simulate_seed
+
+    a, b = _small_experiment(7)[0], _small_experiment(8)[0]
+    ident = exported.identity(simulate_seed, a, 3, 1)
+    assert ident is not None and ident == exported.identity(simulate_seed, a, 3, 1)
+    assert ident != exported.identity(simulate_seed, b, 3, 1)
+    assert ident != exported.identity(simulate_seed, a, 3, 2)
+    assert exported.identity(lambda k, s, x: x, a, 3, 1) is None
+    assert exported.identity(simulate_seed, (a, object()), 3, 1) is None
+    assert exported.encode(np.arange(3.0)) != exported.encode(np.arange(3.0) + 1e-12)
+    assert exported.encode(0.1) != exported.encode(np.nextafter(0.1, 1.0))  # one ulp
