@@ -10,10 +10,13 @@ cache) without being traced again.
 The key of a program is exact or there is none: the package's source (a hash of every module),
 JAX's version and trace context, the backend and device count, the function by module and name,
 its static settings encoded strictly (``identity``: numbers, strings, tuples, NamedTuples,
-frozen dataclasses, NumPy arrays by their bytes; anything else leaves the program uncached), and
-the arguments' tree, shapes and dtypes. A program that cannot be exported, written or read back
-runs as the plain ``jax.jit`` function. Files are written atomically (concurrent runs are safe)
-in ``hrp-exported/`` inside the compilation cache's folder, and only when that cache is on.
+frozen dataclasses, NumPy arrays by their bytes, the package's own functions; anything else
+leaves the program uncached), and the arguments' tree, shapes and dtypes. Only the package's
+own functions are kept, and none while one of its functions is replaced at run time by code
+from outside it (``patched``: a monkeypatch in a notebook), which the source hash cannot see.
+A program that cannot be exported, written or read back runs as the plain ``jax.jit`` function.
+Files are written atomically (concurrent runs are safe) in ``hrp-exported/`` inside the
+compilation cache's folder, and only when that cache is on.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import json
 import os
+import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -59,14 +65,14 @@ def encode(x) -> str:
     if isinstance(x, (tuple, list)):
         return f"{type(x).__name__}({','.join(encode(v) for v in x)})"
     if isinstance(x, dict):
-        return "dict(" + ",".join(f"{encode(k)}={encode(v)}" for k, v in sorted(x.items())) + ")"
+        return "dict(" + ",".join(sorted(f"{encode(k)}={encode(v)}" for k, v in x.items())) + ")"
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         if not type(x).__dataclass_params__.frozen:  # type: ignore[attr-defined]
             raise Unkeyable(f"a mutable dataclass {type(x).__qualname__}")
         fields = ",".join(f"{f.name}={encode(getattr(x, f.name))}" for f in dataclasses.fields(x))
         return f"{_name(type(x))}({fields})"
-    if callable(x) and getattr(x, "__module__", "").startswith("hrp_theory"):
-        return f"fn:{_name(x)}"  # a module-level function: the source hash covers its code
+    if (inspect.isfunction(x) or isinstance(x, type)) and _ours(x):
+        return f"fn:{_name(x)}"  # the package's own: the source hash covers its code
     raise Unkeyable(f"{type(x).__qualname__}")
 
 
@@ -86,6 +92,37 @@ def source_hash() -> str:
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def _ours(obj) -> bool:
+    """Whether ``obj`` (a function or class) is the package's own."""
+    return (getattr(obj, "__module__", None) or "").split(".")[0] == "hrp_theory"
+
+
+@functools.cache
+def _library_folders() -> tuple[str, ...]:
+    """The package's folder and the interpreter's library folders (stdlib, site-packages)."""
+    paths = sysconfig.get_paths()
+    found = {str(Path(__file__).parent)}
+    found |= {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    return tuple(found)
+
+
+def patched() -> bool:
+    """Whether a function of the package's namespaces (or of a registry of functions there,
+    such as ``inits.INIT_FNS``) was replaced at run time by one defined outside the package and
+    the installed libraries (in a notebook, a script, a test): the source hash would not see
+    it, so no program is kept or read back while it is so."""
+    libraries = _library_folders()
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] != "hrp_theory" or module is None:
+            continue
+        for value in list(vars(module).values()):
+            for f in value.values() if isinstance(value, dict) else (value,):
+                code = getattr(getattr(f, "__wrapped__", f), "__code__", None)
+                if code is not None and not code.co_filename.startswith(libraries):
+                    return True
+    return False
 
 
 def _context() -> str | None:
@@ -109,7 +146,10 @@ def _context() -> str | None:
 
 def identity(fn, static, *layout) -> str | None:
     """The exact identity of the program ``fn(static)`` laid out as ``layout`` (numbers), or
-    None when it has none (a local function, a static setting with no exact encoding)."""
+    None when it has none: ``fn`` not the package's own, a static setting with no exact
+    encoding, or a function of the package replaced at run time (``patched``)."""
+    if not _ours(fn) or patched():  # code the source hash does not cover
+        return None
     try:
         return "|".join([f"v{FORMAT}", source_hash(), _name(fn), encode(static), encode(layout)])
     except Unkeyable:

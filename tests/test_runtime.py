@@ -112,30 +112,46 @@ def test_a_lowered_program_is_read_back_with_the_same_numbers(tmp_path, monkeypa
     assert exported.folder() is not None  # the tests' compilation cache is on (conftest)
     monkeypatch.setenv("HRP_EXPORT_CACHE", "off")
     assert exported.folder() is None
-    reads = []
-    real_read = exported._read
-    monkeypatch.setattr(exported, "_read", lambda p: reads.append(p) or real_read(p))
+    exports = []  # calls of jax.export.export (a program read back makes none)
+    real_export = jax.export.export
+    monkeypatch.setattr(jax.export, "export", lambda f: exports.append(f) or real_export(f))
     make = seeds.chunk_runner.__wrapped__  # a fresh runner each time (no lru_cache)
     call = lambda run: jax.device_get(run(seeds.root_key(5), jax.numpy.asarray(0), hyper))
 
     plain = call(make(simulate_seed, static, 3, 1))  # a plain jit
-    monkeypatch.setattr(exported, "folder", lambda: tmp_path / "exp")
+    monkeypatch.delenv("HRP_EXPORT_CACHE")
+    cache = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))  # exports go to tmp_path
+    try:
+        _read_back(tmp_path / "hrp-exported", make, call, exports, static, plain)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", cache)
+
+
+def _read_back(folder, make, call, exports, static, plain):
+    import jax
+
+    from hrp_theory import seeds
+    from hrp_theory.experiment import simulate_seed
+
     first = call(make(simulate_seed, static, 3, 1))
-    (path,) = (tmp_path / "exp").iterdir()
+    (path,) = folder.iterdir()
+    assert len(exports) == 1
     traced = seeds.TRACE_COUNT
     second = call(make(simulate_seed, static, 3, 1))
-    assert reads == [path] and traced + 1 == seeds.TRACE_COUNT  # read back counts as a build
+    assert len(exports) == 1 and traced + 1 == seeds.TRACE_COUNT  # read back counts as a build
     path.write_bytes(b"not a program")
     third = call(make(simulate_seed, static, 3, 1))
-    assert len(reads) == 2 and path.read_bytes() != b"not a program"  # exported again
+    assert len(exports) == 2 and path.read_bytes() != b"not a program"  # exported again
     for got in (first, second, third):
         jax.tree.map(np.testing.assert_array_equal, got, plain)
 
 
-def test_a_program_is_keyed_exactly_or_not_kept():
-    """``exported.identity``: any static setting changes the key; a local function or a setting
-    without an exact encoding (an arbitrary object) gets none, and runs as a plain jit."""
-    from hrp_theory import exported
+def test_a_program_is_keyed_exactly_or_not_kept(monkeypatch):
+    """``exported.identity``: any static setting changes the key; a local function, a setting
+    without an exact encoding (an arbitrary object) or a package function replaced at run time
+    (a notebook's monkeypatch, which the source hash cannot see) gets none: a plain jit."""
+    from hrp_theory import exported, inits
     from hrp_theory.experiment import simulate_seed
 
     a, b = _small_experiment(7)[0], _small_experiment(8)[0]
@@ -147,3 +163,7 @@ def test_a_program_is_keyed_exactly_or_not_kept():
     assert exported.identity(simulate_seed, (a, object()), 3, 1) is None
     assert exported.encode(np.arange(3.0)) != exported.encode(np.arange(3.0) + 1e-12)
     assert exported.encode(0.1) != exported.encode(np.nextafter(0.1, 1.0))  # one ulp
+    monkeypatch.setitem(inits.INIT_FNS, "kaiming", lambda *a: inits.INIT_FNS["gaussian"](*a))
+    assert exported.patched() and exported.identity(simulate_seed, a, 3, 1) is None
+    monkeypatch.undo()
+    assert not exported.patched() and exported.identity(simulate_seed, a, 3, 1) == ident
