@@ -88,9 +88,10 @@ def test_batching_benchmark_tiny(tmp_path):
     for row in got["problems"]:
         assert len(row["us_a_seed"]) == 5 and all(v > 0 for v in row["us_a_seed"].values())
         assert row["best"] in row["us_a_seed"]
-    # the default plan: a narrow diagonal program in batches without YNNPACK, a dense one not
+    # the default plan: a narrow diagonal program in batches without YNNPACK; a narrow dense one
+    # one seed at a time without it (up to DENSE_XLA_FUSION_DIM wide: test_seed_minor.py)
     assert spectral["default"] == "batch 64, XLA fusion"
-    assert dense["default"] == "1 seed, YNNPACK"
+    assert dense["default"] == "1 seed, XLA fusion"
 
 
 @pytest.mark.slow
