@@ -50,7 +50,7 @@ else
     TEST_ARGS=(-m "not slow" --collect-only)  # the subset exists; running it is the GPU's job
     DEMO_ARGS=(--seeds 8 --steps 20 --no-figures)
     RED_ARGS=(--width 48 --big-width 64 --steps 5 --dense-seeds 2 --reduced-seeds 32
-              --widths 32,64 --million 64 --batches 8,64)
+              --widths 48,64 --million 64 --batches 8,64)
 fi
 
 # step NAME COMMAND...: run it, log its output, record status and wall seconds.

@@ -166,7 +166,7 @@ def test_device_check_dry_run_on_cpu(tmp_path):
     # benchmarks/reduced.py's own JSON (the dry run's tiny sizes)
     red = json.loads((tmp_path / "dc.json.d" / "reduced.json").read_text())
     assert red["reduced_speedup"] > 0 and red["million_seeds_s"] > 0 and red["peak_rss_mb"] > 0
-    assert red["width"]["n"] == [32, 64] and np.isfinite(red["width_slope"])
+    assert red["width"]["n"] == [48, 64] and np.isfinite(red["width_slope"])
     assert red["layout"]["batch"] == [8, 64] and red["seed_minor_speedup"] > 0
     assert red["roofline"]["seed_flops"] > 0 and 0 < red["roofline"]["fraction_of_peak"] <= 1
     assert js["demo_run_s"] > 0 and js["compile_s"]
