@@ -1,5 +1,7 @@
 """Shared test helpers: small configs and the SE-derived tolerance rule of THEORY §8."""
 
+import os
+
 import numpy as np
 
 from hrp_theory import ExperimentConfig, HrpSpec, LoraSpec, ProblemSpec, TrainSpec
@@ -99,3 +101,11 @@ def tiny_lora_bert(folder):
     (folder / "config.json").write_text(json.dumps(TINY_LORA_BERT))
     shutil.copy(ck.minilm_path() / "tokenizer.json", folder / "tokenizer.json")
     return folder
+
+
+def xla_flags(*flags: str) -> str:
+    """``XLA_FLAGS`` for a child process: ``flags`` and the suite's compile flag
+    (``tests/conftest.py``), so that the child compiles its programs as this process does and
+    their numbers can be compared bit for bit."""
+    suite = os.environ.get("XLA_FLAGS", "").split()
+    return " ".join([*(f for f in suite if f.startswith("--xla_backend_optimization")), *flags])

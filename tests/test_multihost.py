@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import xla_flags
 
 from hrp_theory import cli
 
@@ -43,9 +44,8 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     port = free_port()
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu"
-    )
+    flags = xla_flags("--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     procs = [
         subprocess.Popen(
             [

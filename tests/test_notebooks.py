@@ -1,10 +1,10 @@
 """Notebooks (jupytext percent .py files) execute end to end at smoke size in a Jupyter kernel,
 with the kernel's own (inline) matplotlib backend, as JupyterLab runs them, and show figures."""
 
-import os
 from pathlib import Path
 
 import pytest
+from helpers import xla_flags
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.py"))
 #: Figures each notebook shows (at least).
@@ -34,8 +34,7 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("HRP_SMOKE", "1")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks inline, as in JupyterLab
     # the notebook's own H.configure() sets the devices; the suite's compile flag (conftest) stays
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "optimization_level" in f]
-    monkeypatch.setenv("XLA_FLAGS", " ".join(flags))
+    monkeypatch.setenv("XLA_FLAGS", xla_flags())
     nb = jupytext.read(path)
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
