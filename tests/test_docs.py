@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import xla_flags
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -22,7 +23,7 @@ def python_blocks(path: Path) -> list[str]:
 def test_python_blocks_run_as_written(page, tmp_path):
     code = "\n".join(python_blocks(page))
     env = dict(os.environ, MPLBACKEND="Agg")
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()  # the devices: the child's own configure()
     run = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

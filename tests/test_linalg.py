@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import config
+from helpers import config, xla_flags
 
 from hrp_theory import linalg, seeds
 from hrp_theory.simulate import simulate_seed, split_config
@@ -83,7 +83,7 @@ def test_the_checker_sees_a_batched_call():
 
 def _run(code: str, timeout: float) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()  # the devices: the child's own configure()
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -141,7 +141,7 @@ def test_a_signal_is_not_ignored_while_compiled_code_spins():
         "print('returned')\n"
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()  # the devices: the child's own configure()
     p = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

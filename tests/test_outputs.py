@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import xla_flags
 
 from hrp_theory import cli, load_run, report
 from hrp_theory.results import OutputFolder, write_json, write_png
@@ -36,7 +37,7 @@ SMALL = [
 
 def _start(args, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()  # the devices: the child's own configure()
     return subprocess.Popen(
         [sys.executable, "-m", "hrp_theory.cli", *args],
         env=env,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import config
+from helpers import config, xla_flags
 
 from hrp_theory import cli
 
@@ -82,7 +82,7 @@ def test_cpu_devices_flag_splits_the_host_and_keeps_results(tmp_path):
         "--no-figures",
     ]
     env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()  # the devices: the child's own configure()
     for n in (1, 2):
         run = subprocess.run(
             [
