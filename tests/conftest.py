@@ -31,8 +31,8 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
 # The suite compiles hundreds of small programs and runs most of them once, so LLVM's
 # optimisation passes cost more than they save: at level 0 the CLI study test compiled in 33 s
 # instead of 55 s (docs/performance.md, "The test suite"). XLA's own (HLO) passes still run, so
-# the programs compute the same thing. Processes a test starts inherit the flag unless the test
-# drops XLA_FLAGS; a flag the caller set is kept.
+# the programs compute the same thing. Processes a test starts inherit the flag; one that sets
+# its own devices passes it on with helpers.xla_flags(). A flag the caller set is kept.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     _flags = os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{_flags} --xla_backend_optimization_level=0".strip()
