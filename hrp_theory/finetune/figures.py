@@ -30,7 +30,8 @@ def _pct(v):
 
 def curves(summary: dict, study: dict, cfg: LoraConfig, form: str):
     """Test accuracy along the run (every checkpoint on the same test examples), the training
-    loss, and one panel per init with its paired difference against the reference."""
+    loss, and one panel per init with its paired difference against the reference, all on one
+    y-axis."""
     fs = summary["forms"][form]
     ref = summary["reference_init"]
     others = [n for n in fs["inits"] if n != ref]
@@ -68,6 +69,11 @@ def curves(summary: dict, study: dict, cfg: LoraConfig, form: str):
             ax.fill_between(x, _pct(d["lo"]), _pct(d["hi"]), color=_color(name), alpha=0.25)
         ax.set_title(f"{name} − {ref}", fontsize=9)
         ax.set(xlabel="main-run step", ylabel="Δ test accuracy (points)")
+    diff_axes = axes[1:].ravel()[: len(others)]
+    if len(diff_axes):  # one y-axis for every init's difference: "by how much" reads across
+        lims = np.array([ax.get_ylim() for ax in diff_axes])
+        for ax in diff_axes:
+            ax.set_ylim(lims[:, 0].min(), lims[:, 1].max())
     for ax in axes[1:].ravel()[len(others) :]:
         ax.axis("off")
     fig.suptitle(
