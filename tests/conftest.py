@@ -33,9 +33,10 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
 # instead of 55 s (docs/performance.md, "The test suite"). XLA's own (HLO) passes still run, so
 # the programs compute the same thing. Processes a test starts inherit the flag; one that sets
 # its own devices passes it on with helpers.xla_flags(). A flag the caller set is kept.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    _flags = os.environ.get("XLA_FLAGS", "")
-    os.environ["XLA_FLAGS"] = f"{_flags} --xla_backend_optimization_level=0".strip()
+from helpers import COMPILE_FLAG
+
+if COMPILE_FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {COMPILE_FLAG}=0".strip()
 
 import hrp_theory
 

@@ -103,9 +103,13 @@ def tiny_lora_bert(folder):
     return folder
 
 
+#: The suite's compile flag (``tests/conftest.py`` sets it unless the caller chose a level).
+COMPILE_FLAG = "--xla_backend_optimization_level"
+
+
 def xla_flags(*flags: str) -> str:
-    """``XLA_FLAGS`` for a child process: ``flags`` and the suite's compile flag
-    (``tests/conftest.py``), so that the child compiles its programs as this process does and
-    their numbers can be compared bit for bit."""
+    """``XLA_FLAGS`` for a child process: ``flags`` and the suite's compile flag, so that the
+    child compiles its programs as this process does and their numbers can be compared bit for
+    bit."""
     suite = os.environ.get("XLA_FLAGS", "").split()
-    return " ".join([*(f for f in suite if f.startswith("--xla_backend_optimization")), *flags])
+    return " ".join([*(f for f in suite if f.startswith(COMPILE_FLAG)), *flags])

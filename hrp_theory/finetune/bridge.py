@@ -8,7 +8,6 @@ finetune`` has run for the task, the full fine-tune's ``ΔW``.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import jax
@@ -35,15 +34,13 @@ def _captured(S_r, V_r, X):
 def whitenings(moments: dict) -> dict:
     """``Σ^{1/2}`` per kernel (eigenvalues below 1e-12·λ_max clipped). Kernels that read the
     same input (query, key and value) share one decomposition."""
-    out, seen = {}, {}
-    for p, S in moments.items():
-        key = hashlib.sha1(np.ascontiguousarray(S).tobytes()).hexdigest()
-        if key not in seen:
-            lam, Q = np.linalg.eigh(S)
-            lam = np.maximum(lam / lam.max(), 1e-12)
-            seen[key] = jnp.asarray((Q * np.sqrt(lam)) @ Q.T, jnp.float32)
-        out[p] = seen[key]
-    return out
+    out = {}
+    for paths in bert.input_groups(moments):
+        lam, Q = np.linalg.eigh(moments[paths[0]])
+        lam = np.maximum(lam / lam.max(), 1e-12)
+        half = jnp.asarray((Q * np.sqrt(lam)) @ Q.T, jnp.float32)
+        out |= dict.fromkeys(paths, half)
+    return {p: out[p] for p in moments}
 
 
 def _top_r(B, A, r, half):

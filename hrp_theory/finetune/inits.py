@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from typing import NamedTuple
 
 import jax
@@ -100,21 +99,20 @@ def study_inputs(setup: Setup, cfg: LoraConfig, deltas: dict | None, progress: b
 def eva_ranks(stats: dict, r: int, rho: float) -> dict:
     """PEFT's EVA rank redistribution (module docstring) from each kernel's centred covariance."""
     cap = round(r * rho)
-    groups: dict = {}  # kernels that share an input (query, key, value) share its statistics
-    for path, st in stats.items():
-        groups.setdefault(hashlib.sha1(st.second.tobytes()).hexdigest(), []).append(path)
+    # kernels that share an input (query, key, value) share its statistics
+    groups = bert.input_groups({p: st.second for p, st in stats.items()})
     ratios = {}
-    for paths in groups.values():
+    for paths in groups:
         lam = np.linalg.eigvalsh(stats[paths[0]].covariance)[::-1]
         lam = np.clip(lam, 0.0, None)
         ratios[paths[0]] = lam[:cap] / max(lam.sum(), 1e-300)
-    hook = {p: paths[0] for paths in groups.values() for p in paths}
+    hook = {p: paths[0] for paths in groups for p in paths}
     order = list(stats)
     offers = [(-v, order.index(p), p) for p in order for v in ratios[hook[p]]]
     counts = dict.fromkeys(order, 0)
     for _, _, p in sorted(offers)[: r * len(order)]:
         counts[p] += 1
-    for paths in groups.values():  # PEFT: the hook layer of a group gets the group's top rank
+    for paths in groups:  # PEFT: the hook layer of a group gets the group's top rank
         best = max(paths, key=lambda p: counts[p])
         counts[paths[0]], counts[best] = counts[best], counts[paths[0]]
     return counts

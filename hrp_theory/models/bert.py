@@ -12,6 +12,7 @@ its own parameter path, so one forward pass yields the activations ``x`` each ke
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -311,6 +312,17 @@ def input_statistics(model: Bert, params: dict, batches, progress: bool = True) 
         p: InputStatistics(xx / tokens, x / tokens, c / examples, tokens, examples)
         for p, (xx, x, c) in sums.items()
     }
+
+
+def input_groups(moments: dict) -> list[list[str]]:
+    """The kernel paths of ``{path: array}`` grouped by equal arrays, in first-seen order: the
+    kernels that read one input (query, key and value) have the same statistics, so a
+    decomposition of them is done once a group."""
+    groups: dict = {}
+    for path, m in moments.items():
+        key = hashlib.sha1(np.ascontiguousarray(m).tobytes()).hexdigest()
+        groups.setdefault(key, []).append(path)
+    return list(groups.values())
 
 
 def input_second_moments(model: Bert, params: dict, batches, progress: bool = True):
