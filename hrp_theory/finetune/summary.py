@@ -256,12 +256,7 @@ def form_summary(runs: dict, cfg: LoraConfig, form: str) -> dict:
     family = _holm_family(inits)
     for (_, node), adjusted in zip(family, holm([node["p"] for _, node in family])):
         node["p_holm"] = adjusted
-    sharpness = None
-    lam = {n: _lam_max(r) for n, r in inits.items()}
-    if len(cfg.lrs) > 1 and all(v is not None for v in lam.values()):
-        sharpness = spearman_permutation(
-            [lam[n] for n in cfg.inits], [inits[n]["best_lr"] for n in cfg.inits]
-        )
+    sharpness = _sharpness(inits, inits) if len(cfg.lrs) > 1 else None
     return {
         "inits": inits,
         "holm_family": [label for label, _ in family],
@@ -284,8 +279,14 @@ def lam_max_vs_best_lr(study: dict, grid: dict, form: str = "classic") -> dict |
     them. The published study runs its grid without Lanczos: λ at init does not depend on the
     rate, and the grid's seeds include the study's curvature seeds, so the two studies' figures
     belong to the same inits on the same seeds."""
-    have = study["forms"].get(form, {}).get("inits", {})
-    tuned = grid["forms"].get(form, {}).get("inits", {})
+    return _sharpness(
+        study["forms"].get(form, {}).get("inits", {}), grid["forms"].get(form, {}).get("inits", {})
+    )
+
+
+def _sharpness(have: dict, tuned: dict) -> dict | None:
+    """Spearman across the inits of both of λ_max at init (``have``) and the best rate
+    (``tuned``), per-init summaries; None when an init lacks either."""
     names = [n for n in tuned if n in have]
     lam = [_lam_max(have[n]) for n in names]
     best = [tuned[n].get("best_lr") for n in names]
