@@ -153,6 +153,8 @@ def bridge(summary: dict, cfg: LoraConfig):
                 capsize=2,
                 label=name,
             )
+        if not ax.get_legend_handles_labels()[0]:  # no init has an interval: say so
+            ax.text(0.5, 0.5, "too few seeds for an interval", ha="center", transform=ax.transAxes)
         r = fs["bridge"][f"{field}_vs_test_loss"]
         rho = (
             f"ρ = {r['rho']:+.2f}, permutation p = {r['p']:.2g} ({r['n']} inits)"
@@ -161,7 +163,8 @@ def bridge(summary: dict, cfg: LoraConfig):
         )
         ax.set_title(f"{FORM_TITLE[form]}\n{rho}", fontsize=9)
         ax.set(xlabel=f"captured energy at init of {what} (whitened)", ylabel="test loss")
-    axes[0][0].legend(fontsize=7, ncol=2)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{cfg.task}: does the theory's captured energy predict the outcome?", fontsize=10)
     fig.tight_layout()
     return fig
