@@ -163,11 +163,13 @@ def bridge(summary: dict, cfg: LoraConfig):
         )
         ax.set_title(f"{FORM_TITLE[form]}\n{rho}", fontsize=9)
         ax.set(xlabel=f"captured energy at init of {what} (whitened)", ylabel="test loss")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:  # below the panels, where it hides no point
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7)
+    legend = {}  # every init drawn in any panel, once
+    for ax in axes[0]:
+        legend |= dict(zip(*ax.get_legend_handles_labels()[::-1]))
+    if legend:  # below the panels, where it hides no point
+        fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=6, fontsize=7)
     fig.suptitle(f"{cfg.task}: does the theory's captured energy predict the outcome?", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 * (1 + (len(labels) - 1) // 6) if handles else 0, 1, 1))
+    fig.tight_layout(rect=(0, 0.04 * -(-len(legend) // 6), 1, 1))  # a 4 % strip per legend row
     return fig
 
 
