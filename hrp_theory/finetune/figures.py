@@ -163,21 +163,27 @@ def bridge(summary: dict, cfg: LoraConfig):
         )
         ax.set_title(f"{FORM_TITLE[form]}\n{rho}", fontsize=9)
         ax.set(xlabel=f"captured energy at init of {what} (whitened)", ylabel="test loss")
-    legend = {}  # every init drawn in any panel, once
-    for ax in axes[0]:
-        legend |= dict(zip(*ax.get_legend_handles_labels()[::-1]))
-    if legend:  # below the panels, where it hides no point
-        fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=6, fontsize=7)
     fig.suptitle(f"{cfg.task}: does the theory's captured energy predict the outcome?", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 * -(-len(legend) // 6), 1, 1))  # a 4 % strip per legend row
+    _legend_below(fig, axes[0])
     return fig
+
+
+def _legend_below(fig, axes) -> None:
+    """One legend for every init drawn in any of `axes`, below the panels where it hides no
+    point, then the layout with a 4 % strip per legend row."""
+    legend = {}
+    for ax in axes:
+        legend |= dict(zip(*ax.get_legend_handles_labels()[::-1]))
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=6, fontsize=7)
+    fig.tight_layout(rect=(0, 0.04 * -(-len(legend) // 6), 1, 1))
 
 
 def learning_rates(summary: dict, cfg: LoraConfig):
     """Validation accuracy against the learning rate, per init, one panel per form; ★ marks each
     init's best rate."""
     forms = list(summary["forms"])
-    fig, axes = _subplots(1, len(forms), figsize=(6.5 * len(forms), 4.2), squeeze=False)
+    fig, axes = _subplots(1, len(forms), figsize=(6.5 * len(forms), 4.8), squeeze=False)
     for ax, form in zip(axes[0], forms):
         for name, rec in summary["forms"][form]["inits"].items():
             lrs = list(cfg.lrs)
@@ -189,9 +195,8 @@ def learning_rates(summary: dict, cfg: LoraConfig):
         ax.set_xticks(cfg.lrs, [f"{lr:g}" for lr in cfg.lrs])
         ax.minorticks_off()
         ax.set(xlabel="learning rate", ylabel="validation accuracy (%)", title=FORM_TITLE[form])
-        ax.legend(fontsize=7)
     fig.suptitle(f"{cfg.task}: each init's learning rate (★ best on validation)", fontsize=10)
-    fig.tight_layout()
+    _legend_below(fig, axes[0])
     return fig
 
 
